@@ -1,0 +1,147 @@
+"""Turn every error into the one JSON shape: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.schemas import ErrorResponse
+from scenecap.errors import (
+    DatabaseUnavailable,
+    MalformedJson,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RouteNotFound,
+    ScenecapError,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: ScenecapError, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    if error.status_code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=error.status_code, headers=headers)
+
+
+def responses(*errors: type[ScenecapError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the errors a route can return."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        entry = documented.setdefault(
+            error.status_code, {"model": ErrorResponse, "description": ""}
+        )
+        entry["description"] = " / ".join(filter(None, [entry["description"], error.code]))
+    return documented
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = list(exc.errors())
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(MalformedJson("the request body is not valid JSON"))
+    details = [
+        {
+            "field": ".".join(str(part) for part in p.get("loc", ())[1:]) or "body",
+            "message": p.get("msg", ""),
+            "type": p.get("type", ""),
+        }
+        for p in problems
+    ]
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}"
+    return error_response(ValidationFailed(message, {"errors": details}))
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(RouteNotFound("no such endpoint"))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed("method not allowed on this endpoint"))
+    body = {"error": {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail), "details": {}}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _scenecap_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ScenecapError)
+    if exc.status_code >= 500:
+        log.warning("request failed: %s %s", exc.code, exc.message)
+    return error_response(exc)
+
+
+def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        log.warning("database unavailable: %s", exc.orig)
+        return error_response(DatabaseUnavailable("the database is unavailable; try again shortly"))
+    raise exc
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ScenecapError, _scenecap_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over max_bytes with 413, whether or not Content-Length is sent.
+
+    The body is read here first: JSON bodies are read whole by FastAPI anyway, and an error
+    raised while FastAPI reads it would surface as a 400.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # The client went away; let the app see the disconnect.
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            RequestTooLarge(
+                f"the request body is over {self.max_bytes} bytes", {"limit": self.max_bytes}
+            )
+        )
+        await response(scope, receive, send)

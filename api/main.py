@@ -1,0 +1,46 @@
+"""Build the FastAPI app: state, error handlers, routers. Run with
+`uvicorn api.main:create_app --factory` (or `scenecap api`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import scenecap
+from api.errors import BodySizeLimit, install_error_handlers
+from api.routes import categories, health
+from api.services.media_check import MediaInspector
+from db.session import make_engine, make_session_factory
+from scenecap.settings import Settings, get_settings
+from worker.submit import JobQueue
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API application for these settings (the environment's by default)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.inspector.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="scenecap",
+        version=scenecap.__version__,
+        summary="Timestamped categories, participants, actions, scenes and tags for any video.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.queue = JobQueue(settings)
+    app.state.inspector = MediaInspector(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(health.router)
+    app.include_router(categories.router)
+    return app

@@ -1,0 +1,124 @@
+"""/v2/media/categories: submit, poll, list and cancel media jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import ApiKeyDep, InspectorDep, QueueDep, SessionDep, SettingsDep
+from api.errors import responses
+from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
+from api.services import jobs as service
+from db.models import Job, JobStatus
+from scenecap import errors
+
+router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
+
+_AUTH = (errors.Unauthenticated,)
+_SUBMIT_ERRORS = (
+    *_AUTH,
+    errors.MalformedJson,
+    errors.ValidationFailed,
+    errors.UnsupportedUrlScheme,
+    errors.UrlNotAllowed,
+    errors.MediaUnreachable,
+    errors.IdempotencyConflict,
+    errors.RequestTooLarge,
+    errors.MediaTooLarge,
+    errors.UnsupportedMedia,
+    errors.BrokerUnavailable,
+    errors.DatabaseUnavailable,
+)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={200: {"model": ImageResult | JobAccepted}, **responses(*_SUBMIT_ERRORS)},
+    summary="Submit a video (or image) for analysis",
+)
+def submit(
+    body: CategoriesRequest,
+    request: Request,
+    session: SessionDep,
+    key: ApiKeyDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    inspector: InspectorDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    submission = service.submit_job(
+        session, key, body, idempotency_key=idempotency_key, inspector=inspector
+    )
+    job = submission.job
+    if submission.created:
+        # Commit before enqueueing: the worker must find the row.
+        session.commit()
+        queue.enqueue_job(job.id)
+    if job.media_type == "image":
+        finished = service.wait_for_terminal(
+            request.app.state.session_factory, key, job.id, settings.image_inline_wait_seconds
+        )
+        if finished is not None and finished.status == JobStatus.COMPLETED:
+            return JSONResponse(_image_result(finished).model_dump(mode="json"))
+    accepted = JobAccepted(
+        job_id=job.id,
+        status=JobStatus(job.status),
+        percent_complete=job.percent_complete,
+        media_type=job.media_type,
+    )
+    return JSONResponse(
+        accepted.model_dump(mode="json"),
+        status_code=202 if submission.created else 200,
+        headers={"Location": f"/v2/media/categories/{job.id}"},
+    )
+
+
+def _image_result(job: Job) -> ImageResult:
+    frame = (job.results or {}).get("frames", [{}])[0]
+    metadata = {name: frame.get(name) for name in job.requested_metadata}
+    return ImageResult(
+        caption=frame.get("caption", ""), metadata=metadata, media=job.media_info, usage=job.usage
+    )
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    responses=responses(*_AUTH, errors.ValidationFailed),
+    summary="List your jobs, newest first",
+)
+def list_jobs(
+    session: SessionDep,
+    key: ApiKeyDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: JobStatus | None = None,
+) -> JobList:
+    page, next_cursor = service.list_jobs(session, key, limit=limit, cursor=cursor, status=status)
+    return JobList(
+        data=[JobOut.of(job, with_results=False) for job in page], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobOut,
+    responses=responses(*_AUTH, errors.JobNotFound),
+    summary="Get a job's status, progress and results",
+)
+def get_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
+    return JobOut.of(service.get_job(session, key, job_id))
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobOut,
+    responses=responses(*_AUTH, errors.JobNotFound, errors.JobAlreadyFinished),
+    summary="Cancel a job (a running job stops at its next checkpoint)",
+)
+def cancel_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
+    return JobOut.of(service.cancel_job(session, key, job_id))

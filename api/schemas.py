@@ -1,0 +1,140 @@
+"""Request and response schemas of the v2 API (wire-compatible with Animus's media API)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+from db.models import Job, JobStatus
+from scenecap.media import METADATA_TYPES
+
+MetadataType = Literal["categories", "participants", "actions", "scene", "tags"]
+
+
+class CategoriesRequest(BaseModel):
+    """POST /v2/media/categories."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    media_url: str = Field(min_length=1, description="http(s) URL or data:<mime>;base64,<...>")
+    metadata: list[MetadataType] = Field(
+        default_factory=lambda: list(METADATA_TYPES),  # type: ignore[arg-type]
+        min_length=1,
+        max_length=5,
+    )
+    use_scenes: StrictBool = False
+    webhook_url: str | None = Field(None, max_length=2048)
+    job_tag: str | None = Field(None, max_length=200)
+    max_frames: StrictInt = Field(60, ge=1, le=60)
+    model: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("metadata")
+    @classmethod
+    def _unique_in_canonical_order(cls, value: list[str]) -> list[str]:
+        return [name for name in METADATA_TYPES if name in value]
+
+
+class JobAccepted(BaseModel):
+    job_id: uuid.UUID
+    status: JobStatus
+    percent_complete: int
+    media_type: Literal["video", "image"]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    """A job as GET /v2/media/categories/{job_id} shows it."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+    percent_complete: int
+    stage: str
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    completed_at: datetime | None
+    media_url: str
+    media_type: Literal["video", "image"]
+    metadata: list[str]
+    use_scenes: bool
+    max_frames: int
+    model: str | None
+    job_tag: str | None
+    webhook_url: str | None
+    media: dict[str, Any] | None
+    results: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    error: JobError | None
+
+    @classmethod
+    def of(cls, job: Job, *, with_results: bool = True) -> JobOut:
+        return cls(
+            job_id=job.id,
+            status=JobStatus(job.status),
+            percent_complete=job.percent_complete,
+            stage=job.stage,
+            created_at=_utc(job.created_at),
+            started_at=_utc(job.started_at),
+            updated_at=_utc(job.updated_at),
+            completed_at=_utc(job.completed_at),
+            media_url=job.media_url,
+            media_type=job.media_type,
+            metadata=job.requested_metadata,
+            use_scenes=job.use_scenes,
+            max_frames=job.max_frames,
+            model=job.model,
+            job_tag=job.job_tag,
+            webhook_url=job.webhook_url,
+            media=job.media_info,
+            results=job.results if with_results and job.status == JobStatus.COMPLETED else None,
+            usage=job.usage,
+            error=JobError(code=job.error_code, message=job.error_message or "")
+            if job.error_code
+            else None,
+        )
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first; pass next_cursor back as `cursor` for the next page."""
+
+    data: list[JobOut]
+    next_cursor: str | None
+
+
+class ImageResult(BaseModel):
+    """An image answered inline by POST /v2/media/categories."""
+
+    media_type: Literal["image"] = "image"
+    caption: str
+    metadata: dict[str, Any]
+    media: dict[str, Any] | None
+    usage: dict[str, Any] | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
+
+
+def _utc(value: datetime | None) -> Any:
+    # SQLite hands datetimes back naive; they were written in UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value

@@ -1,0 +1,1 @@
+"""Service functions: what the routes do, with sessions passed in (never created here)."""

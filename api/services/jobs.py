@@ -1,0 +1,155 @@
+"""Job service: submit, read, list and cancel jobs on behalf of an API key."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.schemas import CategoriesRequest
+from api.services.media_check import MediaInspector
+from db import jobs
+from db.models import ApiKey, Job, JobStatus
+from scenecap.errors import IdempotencyConflict, JobAlreadyFinished, JobNotFound, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False when an Idempotency-Key replay returned an existing job
+
+
+def request_fingerprint(body: CategoriesRequest) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def submit_job(
+    session: Session,
+    key: ApiKey,
+    body: CategoriesRequest,
+    *,
+    idempotency_key: str | None,
+    inspector: MediaInspector,
+) -> Submission:
+    """Check the media and store a new PENDING job (or return the idempotent original)."""
+    fingerprint = request_fingerprint(body)
+    if idempotency_key is not None:
+        existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
+        if existing is not None:
+            return Submission(_same_request(existing, fingerprint), created=False)
+    media = inspector.inspect(body.media_url)
+    if body.webhook_url is not None:
+        inspector.check_webhook_url(body.webhook_url)
+    try:
+        with session.begin_nested():
+            job = jobs.create_job(
+                session,
+                api_key_id=key.id,
+                media_url=media.display_url,
+                media_data=media.data,
+                media_type=media.kind,
+                requested_metadata=list(body.metadata),
+                use_scenes=body.use_scenes,
+                max_frames=body.max_frames,
+                model=body.model,
+                webhook_url=body.webhook_url or key.default_webhook_url,
+                job_tag=body.job_tag,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
+                media_info={"mime": media.mime},
+            )
+    except IntegrityError:
+        # Another request with the same Idempotency-Key won the race.
+        assert idempotency_key is not None
+        existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
+        if existing is None:
+            raise
+        return Submission(_same_request(existing, fingerprint), created=False)
+    return Submission(job, created=True)
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    if job.request_hash != fingerprint:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with a different request body",
+            {"job_id": str(job.id)},
+        )
+    return job
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    """A malformed id names no job: 404, like any other unknown id."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise JobNotFound(f"no job {raw!r}") from None
+
+
+def get_job(session: Session, key: ApiKey, raw_id: str) -> Job:
+    job = jobs.get_owned_job(session, parse_job_id(raw_id), key.id)
+    if job is None:
+        raise JobNotFound(f"no job {raw_id!r}")
+    return job
+
+
+def list_jobs(
+    session: Session, key: ApiKey, *, limit: int, cursor: str | None, status: JobStatus | None
+) -> tuple[list[Job], str | None]:
+    """A page of the key's jobs, newest first, and the cursor of the next page (if any)."""
+    before = decode_cursor(cursor) if cursor else None
+    page = jobs.list_jobs(session, key.id, limit=limit + 1, before=before, status=status)
+    more = len(page) > limit
+    page = page[:limit]
+    return page, encode_cursor(page[-1]) if more else None
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, job_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed(
+            "cursor: not a cursor this API returned", {"field": "cursor"}
+        ) from None
+
+
+def cancel_job(session: Session, key: ApiKey, raw_id: str) -> Job:
+    """Cancel the key's job; a running worker stops at its next checkpoint."""
+    job = get_job(session, key, raw_id)
+    if not jobs.cancel_job(session, job.id):
+        raise JobAlreadyFinished(
+            f"the job is already {job.status}", {"status": job.status, "job_id": str(job.id)}
+        )
+    session.refresh(job)
+    return job
+
+
+def wait_for_terminal(
+    session_factory: sessionmaker[Session], key: ApiKey, job_id: uuid.UUID, timeout: float
+) -> Job | None:
+    """Poll the job until it ends or timeout passes (for images answered inline)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        with session_factory() as session:
+            job = jobs.get_owned_job(session, job_id, key.id)
+            if job is not None and JobStatus(job.status).is_terminal:
+                return job
+        time.sleep(delay)
+        delay = min(0.5, delay * 1.5)
+    return None

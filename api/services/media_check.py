@@ -1,0 +1,55 @@
+"""Check a media URL at submit time: scheme, SSRF policy, reachability, real type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scenecap.media import (
+    SNIFF_BYTES,
+    MediaKind,
+    decode_data_uri,
+    is_data_uri,
+    sniff_media,
+)
+from scenecap.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.settings import Settings
+
+
+@dataclass(frozen=True)
+class InspectedMedia:
+    """What the submitted media turned out to be."""
+
+    kind: MediaKind
+    mime: str
+    data: bytes | None  # the decoded bytes of a data: URI
+    display_url: str  # what the job shows as media_url (data URIs abbreviated)
+
+
+class MediaInspector:
+    """Fetches the first bytes of a media URL through the SSRF-safe client and sniffs them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.policy = UrlPolicy(allow_private=settings.allow_private_urls)
+        self.client = SafeHttpClient(
+            self.policy,
+            connect_timeout=settings.fetch_connect_timeout_seconds,
+            max_redirects=settings.fetch_max_redirects,
+        )
+
+    def inspect(self, media_url: str) -> InspectedMedia:
+        """Return the media's kind, or raise the 4xx error that explains why not."""
+        if is_data_uri(media_url):
+            data = decode_data_uri(media_url, max_bytes=self.settings.max_media_bytes)
+            sniffed = sniff_media(data[:SNIFF_BYTES])
+            display = f"data:{sniffed.mime};base64,...({len(data)} bytes)"
+            return InspectedMedia(sniffed.kind, sniffed.mime, data, display)
+        sniffed = sniff_media(self.client.peek(media_url, nbytes=SNIFF_BYTES))
+        return InspectedMedia(sniffed.kind, sniffed.mime, None, media_url)
+
+    def check_webhook_url(self, url: str) -> None:
+        """Apply the SSRF policy to a webhook URL (it is checked again at delivery)."""
+        self.policy.check(url)
+
+    def close(self) -> None:
+        self.client.close()

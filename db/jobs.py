@@ -1,0 +1,220 @@
+"""Job repository. Every state change is a conditional UPDATE, so a cancelled or finished
+job is never overwritten by a late worker write."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session, undefer
+
+from db.models import Job, JobStage, JobStatus, utcnow
+
+ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+
+def create_job(session: Session, **fields: Any) -> Job:
+    job = Job(**fields)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_owned_job(session: Session, job_id: uuid.UUID, api_key_id: uuid.UUID) -> Job | None:
+    """Return the job with its results if it belongs to the key, else None."""
+    return session.scalar(
+        select(Job)
+        .options(undefer(Job.results))
+        .where(Job.id == job_id, Job.api_key_id == api_key_id)
+    )
+
+
+def get_job(session: Session, job_id: uuid.UUID, *, with_media: bool = False) -> Job | None:
+    query = select(Job).where(Job.id == job_id)
+    if with_media:
+        query = query.options(undefer(Job.media_data))
+    return session.scalar(query)
+
+
+def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalar(
+        select(Job)
+        .options(undefer(Job.results))
+        .where(Job.api_key_id == api_key_id, Job.idempotency_key == key)
+    )
+
+
+def list_jobs(
+    session: Session,
+    api_key_id: uuid.UUID,
+    *,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    status: JobStatus | None = None,
+) -> list[Job]:
+    """Return the key's jobs newest first, starting after the (created_at, id) cursor."""
+    query = select(Job).where(Job.api_key_id == api_key_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if before is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*before))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def cancel_job(session: Session, job_id: uuid.UUID) -> bool:
+    """Mark an active job CANCELLED; a running worker notices at its next checkpoint."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(status=JobStatus.CANCELLED, updated_at=now, completed_at=now, lease_expires_at=None)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def claim_job(
+    session: Session, job_id: uuid.UUID, worker_id: str, lease_seconds: int
+) -> Job | None:
+    """Take the job for this worker: PROCESSING, one more attempt, a fresh lease.
+
+    Only a PENDING job, or a PROCESSING one whose lease has expired, can be claimed: a
+    duplicate message must not start a second run beside a live one.
+    """
+    now = utcnow()
+    claimable = or_(
+        Job.status == JobStatus.PENDING,
+        and_(Job.status == JobStatus.PROCESSING, Job.lease_expires_at < now),
+    )
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable)
+        .values(
+            status=JobStatus.PROCESSING,
+            attempts=Job.attempts + 1,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    session.expire_all()
+    return get_job(session, job_id, with_media=True)
+
+
+def record_progress(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    stage: JobStage,
+    percent: int,
+    lease_seconds: int,
+) -> bool:
+    """Write stage and percent (never lowering it) and renew the lease.
+
+    Returns False when the job is no longer PROCESSING (cancelled or finished elsewhere).
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
+        .values(
+            stage=stage,
+            percent_complete=case(
+                (Job.percent_complete < percent, percent), else_=Job.percent_complete
+            ),
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def set_media_info(session: Session, job_id: uuid.UUID, media_info: dict[str, Any]) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(media_info=media_info))
+
+
+def complete_job(
+    session: Session, job_id: uuid.UUID, *, results: dict[str, Any], usage: dict[str, Any]
+) -> bool:
+    """Mark a running job COMPLETED with its results; False if it was cancelled meanwhile."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
+        .values(
+            status=JobStatus.COMPLETED,
+            stage=JobStage.DONE,
+            percent_complete=100,
+            results=results,
+            usage=usage,
+            updated_at=now,
+            completed_at=now,
+            lease_expires_at=None,
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def fail_job(session: Session, job_id: uuid.UUID, *, code: str, message: str) -> bool:
+    """Mark an active job FAILED with an error code; False if it already ended."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.FAILED,
+            error_code=code,
+            error_message=message[:2000],
+            updated_at=now,
+            completed_at=now,
+            lease_expires_at=None,
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def job_status(session: Session, job_id: uuid.UUID) -> JobStatus | None:
+    value = session.scalar(select(Job.status).where(Job.id == job_id))
+    return JobStatus(value) if value is not None else None
+
+
+def lapsed_jobs(session: Session, *, pending_grace_seconds: int, limit: int = 100) -> list[Job]:
+    """Jobs nobody is working on: running with an expired lease, or pending and never picked up.
+
+    A pending job whose queue message was lost (broker restarted, enqueue failed after commit)
+    would otherwise wait forever.
+    """
+    now = utcnow()
+    stale_pending = and_(
+        Job.status == JobStatus.PENDING,
+        func.coalesce(Job.lease_expires_at, Job.created_at) < now,
+        Job.created_at < now - timedelta(seconds=pending_grace_seconds),
+    )
+    expired = and_(Job.status == JobStatus.PROCESSING, Job.lease_expires_at < now)
+    return list(
+        session.scalars(
+            select(Job).where(or_(stale_pending, expired)).order_by(Job.created_at).limit(limit)
+        )
+    )
+
+
+def requeue_job(session: Session, job_id: uuid.UUID, lease_seconds: int) -> bool:
+    """Put a lapsed job back to PENDING, with one lease period to be picked up again."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .values(
+            status=JobStatus.PENDING,
+            stage=JobStage.QUEUED,
+            lease_expires_at=utcnow() + timedelta(seconds=lease_seconds),
+            updated_at=utcnow(),
+        )
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -1,0 +1,39 @@
+"""API key repository: keys are stored hashed; the plaintext is shown once at creation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import ApiKey
+
+KEY_PREFIX = "sc_"
+
+
+def hash_key(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
+    """Create an API key with its webhook secret; return the row and the plaintext key."""
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name,
+        key_hash=hash_key(plaintext),
+        key_prefix=plaintext[:10],
+        webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+    )
+    session.add(key)
+    session.flush()
+    return key, plaintext
+
+
+def find_active_key(session: Session, plaintext: str) -> ApiKey | None:
+    """Return the unrevoked key matching plaintext, if any."""
+    return session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+    )

@@ -1,0 +1,153 @@
+"""SQLAlchemy 2 typed models: API keys, jobs and their frames."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobStage(enum.StrEnum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    DETECTING_SCENES = "detecting_scenes"
+    EXTRACTING_FRAMES = "extracting_frames"
+    CAPTIONING = "captioning"
+    SUMMARIZING = "summarizing"
+    DONE = "done"
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    # SHA-256 of the key: keys are 256-bit random, so a slow hash adds nothing.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    webhook_secret: Mapped[str] = mapped_column(String(100))
+    default_webhook_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_api_key_idempotency"),
+        Index("ix_jobs_owner_created", "api_key_id", "created_at", "id"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
+    stage: Mapped[str] = mapped_column(String(32), default=JobStage.QUEUED)
+    percent_complete: Mapped[int] = mapped_column(Integer, default=0)
+
+    media_url: Mapped[str] = mapped_column(Text)
+    # The bytes of a data: URI submission; deferred so listing jobs never loads them.
+    media_data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    media_type: Mapped[str] = mapped_column(String(8))
+    requested_metadata: Mapped[list[str]] = mapped_column(JSON)
+    use_scenes: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_frames: Mapped[int] = mapped_column(Integer, default=60)
+    model: Mapped[str | None] = mapped_column(String(200))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    job_tag: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+    media_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    results: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    frames: Mapped[list[JobFrame]] = relationship(
+        back_populates="job", lazy="raise", order_by="JobFrame.index"
+    )
+
+
+class JobFrame(Base):
+    """One captioned frame, stored as soon as it is captioned so a retried job can resume."""
+
+    __tablename__ = "job_frames"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    timestamp: Mapped[float] = mapped_column(Float)
+    planned_timestamp: Mapped[float] = mapped_column(Float)
+    scene_start: Mapped[float | None] = mapped_column(Float)
+    scene_end: Mapped[float | None] = mapped_column(Float)
+    caption: Mapped[str] = mapped_column(Text)
+    frame_metadata: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # False when the model's answer could not be read as JSON (the caption is kept).
+    parsed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What the backend measured (local-cv), shown beside the caption.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="frames", lazy="raise")

@@ -1,0 +1,109 @@
+"""The `scenecap` command: run the service's processes and manage it (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from scenecap.settings import get_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scenecap", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="the whole service on this machine, embedded defaults")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    demo = commands.add_parser(
+        "demo", help="start the embedded service, analyse a generated sample video, print it"
+    )
+    demo.add_argument("--port", type=int, default=8000)
+
+    api = commands.add_parser("api", help="the HTTP API (uvicorn)")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+
+    worker = commands.add_parser("worker", help="a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--queues", default="media,webhooks")
+    worker.add_argument("--beat", action="store_true", help="also run the scheduler in-process")
+    commands.add_parser("beat", help="the scheduler for periodic work (job reaper)")
+    commands.add_parser("migrate", help="alembic upgrade head on the configured database")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create an API key (printed once)")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help='print {"key", "webhook_secret"}')
+
+    args = parser.parse_args(argv)
+    if args.command == "dev":
+        from scenecap.dev import run_dev
+
+        return run_dev(host=args.host, port=args.port)
+    if args.command == "demo":
+        from scenecap.dev import run_demo
+
+        return run_demo(port=args.port)
+    if args.command == "api":
+        import uvicorn
+
+        uvicorn.run(
+            "api.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
+        return 0
+    if args.command == "worker":
+        return _worker(args.concurrency, args.queues, beat=args.beat)
+    if args.command == "beat":
+        from worker.celery_app import celery_app
+
+        celery_app.start(["celery", "beat", "--loglevel", "INFO"])
+        return 0
+    if args.command == "migrate":
+        from db.migrate import upgrade
+
+        upgrade(get_settings().database_url)
+        print("database is at head")
+        return 0
+    return _create_key(args.name, as_json=args.json)
+
+
+def _worker(concurrency: int | None, queues: str, *, beat: bool) -> int:
+    from worker.celery_app import celery_app
+
+    argv = ["worker", "--loglevel", "INFO", "--queues", queues]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if beat:
+        argv.append("--beat")
+    celery_app.worker_main(argv)
+    return 0
+
+
+def _create_key(name: str, *, as_json: bool) -> int:
+    from db.keys import create_key
+    from db.session import make_engine, make_session_factory
+
+    engine = make_engine(get_settings().database_url)
+    with make_session_factory(engine).begin() as session:
+        key, plaintext = create_key(session, name)
+        secret = key.webhook_secret
+    engine.dispose()
+    if as_json:
+        print(json.dumps({"key": plaintext, "webhook_secret": secret}))
+    else:
+        print(f"API key for {name!r} (shown once, keep it safe):\n  {plaintext}")
+        print(f"Webhook signing secret:\n  {secret}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

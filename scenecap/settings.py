@@ -1,0 +1,91 @@
+"""The one settings class (environment prefix ``SCENECAP_``), read through ``get_settings()``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_HOME = Path.home() / ".scenecap"
+
+# Qwen2-VL: 768 image tokens of 28x28 pixels each.
+DEFAULT_MAX_PIXELS = 768 * 28 * 28
+
+
+class Settings(BaseSettings):
+    """Everything configurable about scenecap; see the README's settings table."""
+
+    model_config = SettingsConfigDict(env_prefix="SCENECAP_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = f"sqlite:///{DEV_HOME / 'scenecap.db'}"
+    # "embedded" selects kombu's filesystem transport under DEV_HOME: no broker process needed.
+    broker_url: str = "embedded"
+    embedded_broker_dir: Path = DEV_HOME / "broker"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    vision_backend: Literal["local", "openai"] = "local"
+    vlm_base_url: str = "http://127.0.0.1:8001/v1"
+    vlm_api_key: str = ""
+    vlm_model: str = "Qwen/Qwen2-VL-7B-Instruct"
+    vlm_context_tokens: int = Field(32768, ge=1024)
+    vlm_max_concurrency: int = Field(8, ge=1, le=256)
+    vlm_timeout_seconds: float = Field(120.0, gt=0)
+    vlm_max_retries: int = Field(4, ge=0, le=20)
+    vlm_temperature: float = Field(0.1, ge=0, le=2)
+    caption_max_tokens: int = Field(300, ge=16)
+    summary_prompt_tokens: int = Field(1024, ge=0)
+    summary_max_tokens: int = Field(1024, ge=16)
+
+    allow_private_urls: bool = False
+    max_media_bytes: int = Field(2 * 1024**3, ge=1)
+    max_request_bytes: int = Field(32 * 1024**2, ge=1024)
+    fetch_timeout_seconds: float = Field(300.0, gt=0)
+    fetch_connect_timeout_seconds: float = Field(10.0, gt=0)
+    fetch_max_redirects: int = Field(5, ge=0, le=20)
+    max_duration_seconds: float = Field(4 * 3600.0, gt=0)
+    max_input_pixels: int = Field(8192 * 8192, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=28 * 28)
+    min_frame_gap_seconds: float = Field(0.5, ge=0)
+    jpeg_quality: int = Field(85, ge=30, le=100)
+    image_inline_wait_seconds: float = Field(20.0, ge=0)
+
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+
+    job_lease_seconds: int = Field(120, ge=5)
+    reaper_interval_seconds: int = Field(60, ge=1)
+    job_max_attempts: int = Field(3, ge=1)
+    progress_min_interval_seconds: float = Field(0.25, ge=0)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule_is_numbers(cls, value: str) -> str:
+        [float(part) for part in value.split(",")]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.allow_private_urls:
+                raise ValueError("ALLOW_PRIVATE_URLS must stay off in production (SSRF)")
+            if self.database_url.startswith("sqlite"):
+                raise ValueError("production needs PostgreSQL: set SCENECAP_DATABASE_URL")
+            if self.broker_url == "embedded":
+                raise ValueError("production needs a real broker: set SCENECAP_BROKER_URL")
+        return self
+
+    @property
+    def frame_budget(self) -> int:
+        """How many captions of CAPTION_MAX_TOKENS fit into the summarising model's context."""
+        room = self.vlm_context_tokens - self.summary_prompt_tokens - self.summary_max_tokens
+        return max(1, room // self.caption_max_tokens)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read once from the environment."""
+    return Settings()

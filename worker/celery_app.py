@@ -1,0 +1,75 @@
+"""The Celery application: Redis (or the embedded filesystem broker), JSON only, late acks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from scenecap.settings import Settings, get_settings
+
+MEDIA_QUEUE = "media"
+WEBHOOKS_QUEUE = "webhooks"
+
+
+def broker_config(settings: Settings) -> dict[str, Any]:
+    """Broker URL and options; `embedded` is kombu's filesystem transport (no server)."""
+    if settings.broker_url != "embedded":
+        return {
+            "broker_url": settings.broker_url,
+            # Redelivery of unacked tasks after a lost worker waits this long; the lease
+            # reaper usually notices sooner.
+            "broker_transport_options": {"visibility_timeout": 3600},
+        }
+    folder = settings.embedded_broker_dir
+    for sub in ("queue", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        },
+    }
+
+
+def create_celery(settings: Settings) -> Celery:
+    app = Celery("scenecap", include=["worker.tasks"])
+    app.conf.update(
+        **broker_config(settings),
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=MEDIA_QUEUE,
+        task_routes={
+            "scenecap.media.*": {"queue": MEDIA_QUEUE},
+            "scenecap.webhooks.*": {"queue": WEBHOOKS_QUEUE},
+        },
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        # Fail a submission fast when the broker is down instead of hanging the request.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reap-lapsed-jobs": {
+                "task": "scenecap.media.reap_jobs",
+                "schedule": float(settings.reaper_interval_seconds),
+            },
+        },
+        enable_utc=True,
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())

@@ -1,0 +1,78 @@
+"""Write a running job's stage and percent to Postgres, a few times a second at most."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import jobs
+from db.models import JobStage
+from scenecap.errors import JobCancelled
+
+# Where each stage starts and ends on the 0-100 scale.
+STAGE_SPANS: dict[JobStage, tuple[int, int]] = {
+    JobStage.QUEUED: (0, 0),
+    JobStage.DOWNLOADING: (1, 10),
+    JobStage.DETECTING_SCENES: (10, 25),
+    JobStage.EXTRACTING_FRAMES: (25, 40),
+    JobStage.CAPTIONING: (40, 92),
+    JobStage.SUMMARIZING: (92, 99),
+}
+
+
+class ProgressReporter:
+    """Throttled progress writes that double as cancellation checkpoints and lease renewals."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        job_id: uuid.UUID,
+        *,
+        lease_seconds: int,
+        min_interval: float,
+    ) -> None:
+        self.session_factory = session_factory
+        self.job_id = job_id
+        self.lease_seconds = lease_seconds
+        self.min_interval = min_interval
+        self._lock = threading.Lock()
+        self._stage: JobStage | None = None
+        self._percent = 0
+        self._written_at = 0.0
+
+    def stage(self, stage: JobStage, fraction: float = 0.0) -> None:
+        """Report progress through a stage (fraction 0..1); raise JobCancelled if cancelled."""
+        start, end = STAGE_SPANS[stage]
+        percent = min(99, round(start + (end - start) * max(0.0, min(1.0, fraction))))
+        with self._lock:
+            now = time.monotonic()
+            due = now - self._written_at >= self.min_interval
+            if stage == self._stage and not due:
+                return
+            self._stage, self._percent = stage, max(self._percent, percent)
+            self._written_at = now
+            with self.session_factory.begin() as session:
+                still_running = jobs.record_progress(
+                    session,
+                    self.job_id,
+                    stage=stage,
+                    percent=self._percent,
+                    lease_seconds=self.lease_seconds,
+                )
+        if not still_running:
+            raise JobCancelled("the job was cancelled")
+
+    def checkpoint(self) -> None:
+        """Check for cancellation now, whatever the throttle says."""
+        with self._lock:
+            self._written_at = 0.0
+        if self._stage is not None:
+            self.stage(self._stage, self._fraction_now())
+
+    def _fraction_now(self) -> float:
+        assert self._stage is not None
+        start, end = STAGE_SPANS[self._stage]
+        return 0.0 if end == start else (self._percent - start) / (end - start)

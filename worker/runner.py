@@ -1,0 +1,282 @@
+"""Drive one job through its stages: claim, fetch, probe, plan, extract, caption, summarise.
+
+Plain functions over a Runtime (settings, sessions, the vision backend); the Celery task is a
+thin adapter around `run_job`. Every stage boundary is a checkpoint: a cancelled job stops
+there, and frames already captioned are never sent to the model again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import frames as frame_repo
+from db import jobs
+from db.models import Job, JobFrame, JobStage
+from scenecap.errors import JobCancelled, ScenecapError
+from scenecap.settings import Settings
+from worker.pipeline.extract import ExtractedFrame, extract_frames
+from worker.pipeline.fetch import fetch_media
+from worker.pipeline.merge import build_results
+from worker.pipeline.plan import PlannedFrame, frame_count, plan_even, plan_scenes
+from worker.pipeline.probe import Limits, MediaInfo, probe_media
+from worker.pipeline.scenes import detect_scenes
+from worker.progress import ProgressReporter
+from worker.vision.base import (
+    CaptionedFrame,
+    CaptionRequest,
+    FrameCaption,
+    FrameImage,
+    Usage,
+    VisionBackend,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class Runtime:
+    """What a worker process keeps between jobs."""
+
+    settings: Settings
+    session_factory: sessionmaker[Session]
+    backend: VisionBackend
+    worker_id: str
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        # One loop per process keeps the backend's connection pool alive across jobs.
+        return self.loop.run_until_complete(coroutine)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The request fields of a claimed job, detached from its session."""
+
+    id: uuid.UUID
+    media_url: str
+    media_data: bytes | None
+    metadata_types: tuple[str, ...]
+    use_scenes: bool
+    max_frames: int
+    model: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobSpec:
+        return cls(
+            job.id,
+            job.media_url,
+            job.media_data,
+            tuple(job.requested_metadata),
+            job.use_scenes,
+            job.max_frames,
+            job.model,
+        )
+
+
+def run_job(job_id: uuid.UUID, rt: Runtime) -> None:
+    """Process one job to a terminal state (or leave it to its canceller)."""
+    with rt.session_factory.begin() as session:
+        job = jobs.claim_job(session, job_id, rt.worker_id, rt.settings.job_lease_seconds)
+        if job is None:
+            log.info("job %s is not pending or running; nothing to do", job_id)
+            return
+        spec, attempts = JobSpec.of(job), job.attempts
+    if attempts > rt.settings.job_max_attempts:
+        _fail(rt, job_id, "WORKER_LOST", f"the job was interrupted {attempts - 1} times; giving up")
+        return
+    progress = ProgressReporter(
+        rt.session_factory,
+        job_id,
+        lease_seconds=rt.settings.job_lease_seconds,
+        min_interval=rt.settings.progress_min_interval_seconds,
+    )
+    try:
+        results, usage = analyse(spec, rt, progress)
+        with rt.session_factory.begin() as session:
+            if not jobs.complete_job(session, job_id, results=results, usage=usage):
+                raise JobCancelled("the job was cancelled")
+        log.info("job %s completed", job_id)
+    except JobCancelled:
+        log.info("job %s was cancelled; stopped at a checkpoint", job_id)
+    except ScenecapError as exc:
+        log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
+        _fail(rt, job_id, exc.code, exc.message)
+    except Exception:
+        log.exception("job %s failed with an unexpected error", job_id)
+        _fail(rt, job_id, "INTERNAL_ERROR", "an unexpected error stopped the job; it was logged")
+
+
+def _fail(rt: Runtime, job_id: uuid.UUID, code: str, message: str) -> None:
+    with rt.session_factory.begin() as session:
+        jobs.fail_job(session, job_id, code=code, message=message)
+
+
+def analyse(
+    spec: JobSpec, rt: Runtime, progress: ProgressReporter
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the pipeline for one job; return its results and usage."""
+    settings = rt.settings
+    request = CaptionRequest(spec.metadata_types, spec.model)
+    with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
+        progress.stage(JobStage.DOWNLOADING)
+        path, sniffed = fetch_media(spec.media_url, spec.media_data, Path(directory), settings)
+        limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
+        info = probe_media(path, limits, is_image=sniffed.kind == "image")
+        with rt.session_factory.begin() as session:
+            jobs.set_media_info(session, spec.id, {**info.as_dict(), "mime": sniffed.mime})
+        progress.stage(JobStage.DOWNLOADING, 1.0)
+        plan = plan_frames(spec, info, path, settings, progress, is_image=sniffed.kind == "image")
+        stored = _stored_frames(rt, spec.id)
+        todo = [p for p in plan if p.index not in stored]
+        progress.stage(JobStage.EXTRACTING_FRAMES)
+        extracted: list[ExtractedFrame] = []
+        for frame in extract_frames(
+            path, todo, max_pixels=settings.max_pixels, jpeg_quality=settings.jpeg_quality
+        ):
+            extracted.append(frame)
+            progress.stage(JobStage.EXTRACTING_FRAMES, len(extracted) / len(todo))
+    progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
+    rt.run(
+        _caption_all(rt, spec.id, request, extracted, progress, done=len(stored), total=len(plan))
+    )
+
+    progress.stage(JobStage.SUMMARIZING)
+    rows = list(_stored_frames(rt, spec.id).values())
+    captioned = [_captioned(row) for row in rows]
+    if sniffed.kind == "image":
+        description, summary_usage = captioned[0].caption, Usage()
+    else:
+        description, summary_usage = rt.run(
+            rt.backend.summarise(captioned, request, info.as_dict())
+        )
+    progress.stage(JobStage.SUMMARIZING, 1.0)
+    scene_bounds = (
+        {r.index: (r.scene_start, r.scene_end) for r in rows} if spec.use_scenes else None
+    )
+    results = build_results(
+        captioned,
+        metadata_types=spec.metadata_types,
+        description=description,
+        scene_bounds=scene_bounds,
+        unparsed={r.index for r in rows if not r.parsed},
+    )
+    usage = _usage(rows, summary_usage, rt.backend.model_name(request))
+    return results, usage
+
+
+def plan_frames(
+    spec: JobSpec,
+    info: MediaInfo,
+    path: Path,
+    settings: Settings,
+    progress: ProgressReporter,
+    *,
+    is_image: bool,
+) -> list[PlannedFrame]:
+    """Choose the frames to caption for this job (deterministic, so a retry plans the same)."""
+    if is_image:
+        return [PlannedFrame(0, 0.0)]
+    count = frame_count(spec.max_frames, settings.frame_budget)
+    if not spec.use_scenes:
+        return plan_even(info.duration, count, settings.min_frame_gap_seconds)
+    progress.stage(JobStage.DETECTING_SCENES)
+    scenes = detect_scenes(
+        path,
+        info.duration,
+        on_progress=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),
+    )
+    return plan_scenes(scenes, count)
+
+
+async def _caption_all(
+    rt: Runtime,
+    job_id: uuid.UUID,
+    request: CaptionRequest,
+    extracted: list[ExtractedFrame],
+    progress: ProgressReporter,
+    *,
+    done: int,
+    total: int,
+) -> None:
+    """Caption frames concurrently (bounded); store each as soon as it is answered."""
+    limit = asyncio.Semaphore(rt.backend.max_concurrency)
+    finished = done
+
+    def store(frame: ExtractedFrame, answer: FrameCaption) -> None:
+        nonlocal finished
+        _store_frame(rt, job_id, frame, answer)
+        finished += 1
+        progress.stage(JobStage.CAPTIONING, finished / total)
+
+    async def caption_one(frame: ExtractedFrame) -> None:
+        async with limit:
+            await asyncio.to_thread(progress.checkpoint)
+            image = FrameImage(
+                frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height
+            )
+            answer = await rt.backend.caption(image, request)
+        await asyncio.to_thread(store, frame, answer)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for frame in extracted:
+                group.create_task(caption_one(frame))
+    except ExceptionGroup as failures:
+        # Surface one error: a cancellation first, else the first failure.
+        errors: list[BaseException] = list(failures.exceptions)
+        cancelled = [e for e in errors if isinstance(e, JobCancelled)]
+        raise (cancelled or errors)[0] from None
+
+
+def _store_frame(
+    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption
+) -> None:
+    with rt.session_factory.begin() as session:
+        frame_repo.save_frame(
+            session,
+            job_id,
+            index=frame.planned.index,
+            timestamp=frame.timestamp,
+            planned_timestamp=frame.planned.time,
+            scene_start=frame.planned.scene_start,
+            scene_end=frame.planned.scene_end,
+            caption=answer.caption,
+            frame_metadata=answer.metadata,
+            parsed=answer.parsed,
+            details=answer.details or None,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+        )
+
+
+def _stored_frames(rt: Runtime, job_id: uuid.UUID) -> dict[int, JobFrame]:
+    with rt.session_factory() as session:
+        return {row.index: row for row in frame_repo.stored_frames(session, job_id)}
+
+
+def _captioned(row: JobFrame) -> CaptionedFrame:
+    return CaptionedFrame(
+        row.index, row.timestamp, row.caption, row.frame_metadata, row.details or {}
+    )
+
+
+def _usage(rows: list[JobFrame], summary: Usage, model: str) -> dict[str, Any]:
+    prompt = sum(r.prompt_tokens for r in rows) + summary.prompt_tokens
+    completion = sum(r.completion_tokens for r in rows) + summary.completion_tokens
+    return {
+        "frames": len(rows),
+        "model": model,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

@@ -1,0 +1,36 @@
+"""The one piece of the worker the API may import: submitting work and checking the broker."""
+
+from __future__ import annotations
+
+import uuid
+
+from kombu.exceptions import OperationalError
+
+from scenecap.errors import BrokerUnavailable
+from scenecap.settings import Settings
+from worker.celery_app import MEDIA_QUEUE, create_celery
+
+PROCESS_JOB = "scenecap.media.process_job"
+
+
+class JobQueue:
+    """Sends tasks to the workers through the configured broker."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.celery = create_celery(settings)
+
+    def enqueue_job(self, job_id: uuid.UUID) -> None:
+        """Queue a committed job for processing."""
+        try:
+            self.celery.send_task(PROCESS_JOB, args=[str(job_id)], queue=MEDIA_QUEUE)
+        except (OperationalError, OSError) as exc:
+            raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
+
+    def reachable(self) -> bool:
+        """Tell whether the broker accepts a connection right now."""
+        try:
+            with self.celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+            return True
+        except (OperationalError, OSError):
+            return False

@@ -1,0 +1,87 @@
+"""The vision backend interface and the values that cross it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+FrameMetadata = dict[str, Any]  # "scene": str; the other types: list[str]
+
+
+@dataclass(frozen=True)
+class FrameImage:
+    """One JPEG frame sent to a backend."""
+
+    index: int
+    timestamp: float
+    jpeg: bytes
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    """What the client asked for: these metadata types, optionally from a given model."""
+
+    metadata_types: tuple[str, ...]
+    model: str | None = None
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True)
+class FrameCaption:
+    """A backend's answer for one frame; `parsed` is False when its metadata was unreadable."""
+
+    caption: str
+    metadata: FrameMetadata
+    usage: Usage = field(default_factory=Usage)
+    parsed: bool = True
+    details: dict[str, Any] = field(default_factory=dict)  # backend measurements, if any
+
+
+@dataclass(frozen=True)
+class CaptionedFrame:
+    """A stored frame as the summary sees it."""
+
+    index: int
+    timestamp: float
+    caption: str
+    metadata: FrameMetadata
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class VisionBackend(ABC):
+    """Captions frames and summarises a video from its captions."""
+
+    name: str
+    max_concurrency: int = 1
+
+    @abstractmethod
+    def model_name(self, request: CaptionRequest) -> str:
+        """The model label reported in results and usage."""
+
+    @abstractmethod
+    async def caption(self, frame: FrameImage, request: CaptionRequest) -> FrameCaption:
+        """Describe one frame with the requested metadata types."""
+
+    @abstractmethod
+    async def summarise(
+        self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
+    ) -> tuple[str, Usage]:
+        """Write one paragraph about the whole video from its timestamped frames."""
+
+    async def aclose(self) -> None:
+        """Release connections; the default backend holds none."""
+        return None

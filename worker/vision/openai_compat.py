@@ -1,0 +1,179 @@
+"""The `openai` backend: any OpenAI-compatible chat-completions server (vLLM, SGLang,
+llama.cpp, Ollama, OpenAI, Animus). One request per frame, the image inline as a data URI."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from typing import Any
+
+import httpx
+
+from scenecap.errors import VisionBackendUnavailable
+from scenecap.settings import Settings
+from worker.vision.base import (
+    CaptionedFrame,
+    CaptionRequest,
+    FrameCaption,
+    FrameImage,
+    Usage,
+    VisionBackend,
+)
+from worker.vision.prompt import (
+    SYSTEM_PROMPT,
+    frame_prompt,
+    frame_schema,
+    parse_frame_answer,
+    summary_prompt,
+)
+
+log = logging.getLogger(__name__)
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+_MAX_BACKOFF = 30.0
+
+
+class OpenAIBackend(VisionBackend):
+    """Chat completions over one pooled async httpx client."""
+
+    name = "openai"
+
+    def __init__(
+        self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self.max_concurrency = settings.vlm_max_concurrency
+        headers = (
+            {"Authorization": f"Bearer {settings.vlm_api_key}"} if settings.vlm_api_key else {}
+        )
+        self._client = httpx.AsyncClient(
+            base_url=settings.vlm_base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(settings.vlm_timeout_seconds, connect=10.0),
+            limits=httpx.Limits(max_connections=settings.vlm_max_concurrency),
+            trust_env=False,
+            transport=transport,
+        )
+        # Flipped off the first time the server refuses a JSON-schema response_format.
+        self._schema_supported = True
+
+    def model_name(self, request: CaptionRequest) -> str:
+        return request.model or self.settings.vlm_model
+
+    async def caption(self, frame: FrameImage, request: CaptionRequest) -> FrameCaption:
+        image_url = "data:image/jpeg;base64," + base64.b64encode(frame.jpeg).decode()
+        body: dict[str, Any] = {
+            "model": self.model_name(request),
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": image_url}},
+                        {
+                            "type": "text",
+                            "text": frame_prompt(request.metadata_types, frame.timestamp),
+                        },
+                    ],
+                },
+            ],
+            "max_tokens": self.settings.caption_max_tokens,
+            "temperature": self.settings.vlm_temperature,
+        }
+        answer = await self._complete_json(body, frame_schema(request.metadata_types))
+        text, usage = _content_and_usage(answer)
+        caption, metadata, parsed = parse_frame_answer(text, request.metadata_types)
+        return FrameCaption(caption, metadata, usage, parsed)
+
+    async def summarise(
+        self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
+    ) -> tuple[str, Usage]:
+        lines = [f"[{f.timestamp:.2f}s] {f.caption}" for f in frames]
+        body = {
+            "model": self.model_name(request),
+            "messages": [{"role": "user", "content": summary_prompt(lines)}],
+            "max_tokens": self.settings.summary_max_tokens,
+            "temperature": self.settings.vlm_temperature,
+        }
+        text, usage = _content_and_usage(await self._post(body))
+        return text.strip(), usage
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Forward a chat-completions body as is (for /v2/media/completions)."""
+        return await self._post(body)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _complete_json(self, body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+        if self._schema_supported:
+            with_schema = {
+                **body,
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "frame_metadata", "schema": schema, "strict": True},
+                },
+            }
+            try:
+                return await self._post(with_schema)
+            except _SchemaRefused:
+                log.info("VLM refused response_format json_schema; parsing answers leniently")
+                self._schema_supported = False
+        return await self._post(body)
+
+    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST chat/completions, retrying 429/5xx/timeouts with backoff and jitter."""
+        attempts = self.settings.vlm_max_retries + 1
+        for attempt in range(attempts):
+            delay: float | None = None
+            try:
+                response = await self._client.post("chat/completions", json=body)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}"
+            else:
+                if response.is_success:
+                    return response.json()
+                if (
+                    response.status_code in (400, 422)
+                    and "response_format" in body
+                    and ("response_format" in response.text or "json_schema" in response.text)
+                ):
+                    raise _SchemaRefused
+                if response.status_code not in _RETRY_STATUS:
+                    raise VisionBackendUnavailable(
+                        f"vision model answered HTTP {response.status_code}: {response.text[:200]}",
+                        {"status_code": response.status_code},
+                    )
+                problem = f"HTTP {response.status_code}"
+                delay = _retry_after(response)
+            if attempt + 1 < attempts:
+                backoff = min(_MAX_BACKOFF, 0.5 * 2**attempt)
+                await asyncio.sleep(delay if delay is not None else random.uniform(0, backoff))
+        raise VisionBackendUnavailable(
+            f"vision model unavailable after {attempts} attempts (last: {problem})",
+            {"attempts": attempts},
+        )
+
+
+class _SchemaRefused(Exception):
+    """The server does not accept response_format with a JSON schema."""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return min(_MAX_BACKOFF, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+def _content_and_usage(answer: dict[str, Any]) -> tuple[str, Usage]:
+    try:
+        content = answer["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError) as exc:
+        raise VisionBackendUnavailable("vision model answered without choices") from exc
+    usage = answer.get("usage") or {}
+    return str(content), Usage(
+        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    )

@@ -1,0 +1,117 @@
+"""Prompts, the JSON schema a VLM is asked to fill, and lenient parsing of its answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from worker.vision.base import FrameMetadata
+
+SYSTEM_PROMPT = (
+    "You are a precise video frame analyst. Describe only what is visible. "
+    "Answer with one JSON object and nothing else."
+)
+
+_FIELD_HINTS = {
+    "categories": "broad content categories (e.g. sports, cooking, news, nature)",
+    "participants": "the people, animals or main objects present, each briefly described",
+    "actions": "what is happening, as short verb phrases (e.g. running, pouring water)",
+    "scene": "one short phrase for the setting (e.g. outdoor stadium, home kitchen)",
+    "tags": "short keywords useful for search",
+}
+
+
+def frame_prompt(metadata_types: tuple[str, ...], timestamp: float) -> str:
+    fields = "\n".join(f'- "{name}": {_FIELD_HINTS[name]}' for name in metadata_types)
+    return (
+        f"This is a frame at {timestamp:.2f} s of a video. Return JSON with "
+        f'"caption" (one or two sentences) and:\n{fields}\n'
+        'Every field except "caption" and "scene" is a list of short lowercase strings.'
+    )
+
+
+def frame_schema(metadata_types: tuple[str, ...]) -> dict[str, Any]:
+    properties: dict[str, Any] = {"caption": {"type": "string"}}
+    for name in metadata_types:
+        properties[name] = (
+            {"type": "string"}
+            if name == "scene"
+            else {"type": "array", "items": {"type": "string"}}
+        )
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["caption", *metadata_types],
+        "additionalProperties": False,
+    }
+
+
+def summary_prompt(lines: list[str]) -> str:
+    return (
+        "Below are timestamped captions of frames sampled from one video. Write one paragraph "
+        "(at most 120 words) describing the whole video: what happens, who is in it, where, "
+        "and how it changes over time. Do not invent details.\n\n" + "\n".join(lines)
+    )
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
+
+
+def parse_frame_answer(
+    text: str, metadata_types: tuple[str, ...]
+) -> tuple[str, FrameMetadata, bool]:
+    """Read a model's answer leniently: fences, surrounding prose, loose types.
+
+    Returns (caption, metadata, parsed); when no JSON object can be read, the whole text is
+    the caption and parsed is False.
+    """
+    document = _first_json_object(text)
+    if document is None:
+        return text.strip()[:2000], {}, False
+    caption = str(document.get("caption") or document.get("description") or "").strip()
+    metadata: FrameMetadata = {}
+    for name in metadata_types:
+        value = document.get(name)
+        if name == "scene":
+            metadata[name] = _as_text(value)
+        else:
+            metadata[name] = _as_list(value)
+    return caption, metadata, True
+
+
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for start in (i for i, ch in enumerate(candidate) if ch == "{"):
+            try:
+                value, _end = decoder.raw_decode(candidate, start)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [part for part in re.split(r"[,;\n]", value)]
+    if not isinstance(value, list):
+        value = [value]
+    items = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("name") or item.get("label") or ""
+        text = str(item).strip()
+        if text:
+            items.append(text[:200])
+    return items
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_as_list(value))
+    return "" if value is None else str(value).strip()[:500]
