@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from scenecap.settings import get_settings
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scenecap", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -39,8 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     create = key_commands.add_parser("create", help="create an API key (printed once)")
     create.add_argument("name")
     create.add_argument("--json", action="store_true", help='print {"key", "webhook_secret"}')
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "dev":
         from scenecap.dev import run_dev
 
@@ -65,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "beat":
         from worker.celery_app import celery_app
 
-        celery_app.start(["celery", "beat", "--loglevel", "INFO"])
+        celery_app.start(["celery", "beat", "--loglevel", "INFO", "--schedule", _beat_schedule()])
         return 0
     if args.command == "migrate":
         from db.migrate import upgrade
@@ -83,9 +88,14 @@ def _worker(concurrency: int | None, queues: str, *, beat: bool) -> int:
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
-        argv.append("--beat")
+        argv += ["--beat", "--schedule", _beat_schedule()]
     celery_app.worker_main(argv)
     return 0
+
+
+def _beat_schedule() -> str:
+    # Beat keeps its last-run times in a file; the working directory may not be writable.
+    return str(Path(tempfile.gettempdir()) / "scenecap-beat-schedule")
 
 
 def _create_key(name: str, *, as_json: bool) -> int:

@@ -53,6 +53,12 @@ def smart_resize(
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
+    # Rounding up a thin frame can overshoot the budget: trim its longer side.
+    while h_bar * w_bar > max_pixels and max(h_bar, w_bar) > factor:
+        if h_bar >= w_bar:
+            h_bar -= factor
+        else:
+            w_bar -= factor
     return h_bar, w_bar
 
 

@@ -36,8 +36,8 @@ def plan_even(duration: float, count: int, min_gap: float) -> list[PlannedFrame]
     """Place frames at the centres of equal slices, never closer than min_gap seconds."""
     if duration <= 0:
         return [PlannedFrame(0, 0.0)]
-    if min_gap > 0:
-        count = min(count, max(1, int(duration // min_gap)))
+    if min_gap > 0 and duration / min_gap < count:
+        count = max(1, int(duration / min_gap))
     step = duration / count
     return [PlannedFrame(i, round(step * (i + 0.5), 3)) for i in range(count)]
 

@@ -1,0 +1,34 @@
+# The one list of commands, used the same way locally and in .ci/run.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install demo dev services lint test bench clean
+
+$(BIN)/scenecap: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/scenecap ## venv with the project and its dev tools
+
+demo: install ## analyse a generated sample video on the embedded defaults and print the job
+	$(BIN)/scenecap demo
+
+dev: install ## the whole service on this machine (SQLite, embedded broker, local backend)
+	$(BIN)/scenecap dev
+
+services: ## make sure PostgreSQL and Redis run on 127.0.0.1 (for the tests)
+	scripts/ensure-services.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install services lint ## lint, then the whole test suite against real PostgreSQL, Redis and a worker
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,338 @@
+"""Shared fixtures: a migrated PostgreSQL test database, Redis, a real Celery worker process,
+the API on a real socket, a media server and a fake VLM, all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from db.keys import create_key
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+from scenecap.sample import SampleScene, write_sample_video
+from scenecap.settings import Settings
+from tests.fake_vlm import FakeVLMServer
+
+ADMIN_URL = os.environ.get(
+    "SCENECAP_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("SCENECAP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_DATABASE = "scenecap_test"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def database_url(name: str) -> str:
+    return str(make_url(ADMIN_URL).set(drivername="postgresql+psycopg", database=name))
+
+
+def recreate_database(name: str) -> str:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return database_url(name)
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll predicate until it returns something truthy, or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)  # poll interval, bounded by the deadline above
+
+
+# --- media ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("media")
+    write_sample_video(folder / "sample.mp4")
+    write_sample_video(
+        folder / "long.mp4",
+        [SampleScene(c, 10.0) for c in ("red", "green", "blue", "yellow")] * 2,
+        width=320,
+        height=180,
+    )
+    import cv2
+    import numpy as np
+
+    from scenecap.sample import PALETTE
+
+    image = np.empty((240, 320, 3), np.uint8)
+    image[:] = PALETTE["purple"]
+    cv2.imwrite(str(folder / "purple.jpg"), image)
+    cv2.imwrite(str(folder / "purple.png"), image)
+    (folder / "page.html").write_text("<!doctype html><html><body>not a video</body></html>")
+    (folder / "random.mp4").write_bytes(os.urandom(50_000))
+    data = (folder / "sample.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+class MediaHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/redirect/"):
+            self.send_response(302)
+            self.send_header("Location", "/" + self.path.removeprefix("/redirect/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="session")
+def media_server(media_dir: Path) -> Iterator[str]:
+    handler = lambda *args: MediaHandler(*args, directory=str(media_dir))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def fake_vlm_server() -> Iterator[FakeVLMServer]:
+    server = FakeVLMServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_vlm(fake_vlm_server: FakeVLMServer) -> Iterator[Any]:
+    fake_vlm_server.state.reset()
+    yield fake_vlm_server.state
+    assert not fake_vlm_server.state.violations, "the worker sent invalid requests to the VLM"
+    fake_vlm_server.state.reset()
+
+
+# --- storage, settings, worker, API ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def settings(fake_vlm_server: FakeVLMServer) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=recreate_database(TEST_DATABASE),
+        broker_url=REDIS_URL,
+        vision_backend="openai",
+        vlm_base_url=fake_vlm_server.base_url,
+        vlm_model="fake-vlm",
+        vlm_max_concurrency=4,
+        vlm_max_retries=2,
+        allow_private_urls=True,
+        max_request_bytes=2 * 1024 * 1024,
+        image_inline_wait_seconds=20,
+        job_lease_seconds=30,
+        reaper_interval_seconds=5,
+        progress_min_interval_seconds=0.05,
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
+    for name, value in settings.model_dump().items():
+        env[f"SCENECAP_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    return env
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> str:
+    upgrade(settings.database_url)
+    return settings.database_url
+
+
+@pytest.fixture(scope="session")
+def session_factory(database: str) -> Iterator[Any]:
+    engine = make_engine(database)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def worker(
+    settings: Settings, database: str, worker_log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (prefork, 2 children) with beat, on the test Redis DB."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    log = worker_log.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "--beat",
+            "--schedule",
+            str(worker_log.parent / "beat-schedule"),
+            "--queues",
+            "media,webhooks",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            "test@%h",
+        ],
+        env=settings_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    wait_for(
+        lambda: "ready." in worker_log.read_text(errors="replace") or process.poll() is not None,
+        timeout=60,
+        what="the worker to be ready",
+    )
+    assert process.poll() is None, worker_log.read_text()
+    yield process
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(worker_log, ARTIFACTS / "worker.log")
+
+
+class ThreadedServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:
+        return None
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free port of 127.0.0.1, in a thread; yield its URL."""
+    server = ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=30, what="uvicorn to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_url(settings: Settings, database: str) -> Iterator[str]:
+    """The API served by uvicorn on a real socket, in a thread of the test process."""
+    from api.main import create_app
+
+    with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def new_key(session_factory: Any) -> Callable[[], str]:
+    """Make API keys; each test gets keys of its own, so tests never see each other's jobs."""
+
+    def make() -> str:
+        with session_factory.begin() as session:
+            _key, plaintext = create_key(session, "test")
+        return plaintext
+
+    return make
+
+
+@pytest.fixture
+def client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {new_key()}"}, timeout=60
+    ) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+def other_client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=api_url, headers={"Authorization": f"Bearer {new_key()}"}, timeout=60
+    ) as http_client:
+        yield http_client
+
+
+def poll_job(
+    client: httpx.Client,
+    job_id: str,
+    *,
+    until: Callable[[dict[str, Any]], bool],
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """GET the job until `until` holds; return that state."""
+    state: dict[str, Any] = {}
+
+    def check() -> bool:
+        nonlocal state
+        response = client.get(f"/v2/media/categories/{job_id}")
+        assert response.status_code == 200, response.text
+        state = response.json()
+        return until(state)
+
+    wait_for(check, timeout=timeout, interval=0.05, what=f"job {job_id}")
+    return state
+
+
+def is_terminal(job: dict[str, Any]) -> bool:
+    return job["status"] in ("COMPLETED", "FAILED", "CANCELLED")
+
+
+# --- worker log: a test fails if the worker logged an ERROR during it, unless it expects one ---
+
+
+@pytest.fixture(autouse=True)
+def no_worker_errors(request: pytest.FixtureRequest, worker_log: Path) -> Iterator[None]:
+    start = worker_log.stat().st_size if worker_log.exists() else 0
+    yield
+    if request.node.get_closest_marker("worker_errors_expected") or not worker_log.exists():
+        return
+    with worker_log.open("rb") as log:
+        log.seek(start)
+        new = log.read().decode(errors="replace")
+    errors = [line for line in new.splitlines() if "ERROR/" in line or "CRITICAL/" in line]
+    assert not errors, "the worker logged errors:\n" + "\n".join(errors[:10])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "worker_errors_expected: the test provokes worker ERROR logs"
+    )

@@ -1,0 +1,241 @@
+"""A stand-in for a vision-language model: a real OpenAI chat-completions server on 127.0.0.1.
+
+It validates every request strictly (messages, parts, a decodable JPEG, max_tokens), answers
+deterministically from the image's dominant colour, and can be told to be slow, to fail, to
+answer malformed JSON or to refuse `response_format`.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from scenecap.sample import PALETTE
+
+
+def dominant_colour(jpeg: bytes) -> str:
+    """The palette colour closest to the image's median pixel (the sample's background)."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    median = np.median(image.reshape(-1, 3), axis=0)
+    return min(PALETTE, key=lambda name: float(np.linalg.norm(np.array(PALETTE[name]) - median)))
+
+
+def answer_for(colour: str) -> dict[str, Any]:
+    return {
+        "caption": f"A {colour} background with a small dark square sliding across it.",
+        "categories": ["test pattern"],
+        "participants": ["dark square"],
+        "actions": ["sliding"],
+        "scene": f"{colour} backdrop",
+        "tags": [colour, "squares"],
+    }
+
+
+@dataclass
+class RecordedRequest:
+    started: float
+    finished: float
+    colour: str | None
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeVLM:
+    """Shared state between the test and the server thread."""
+
+    delay: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 500
+    retry_after: str | None = None
+    malformed: bool = False
+    refuse_response_format: bool = False
+    requests: list[RecordedRequest] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.delay, self.fail_next, self.fail_status, self.retry_after = 0.0, 0, 500, None
+            self.malformed = self.refuse_response_format = False
+            self.requests.clear()
+            self.violations.clear()
+            self.max_in_flight = 0
+
+    def image_requests(self) -> list[RecordedRequest]:
+        with self.lock:
+            return [r for r in self.requests if r.colour is not None]
+
+
+def validate(body: Any) -> tuple[list[str], bytes | None]:
+    """Return the protocol violations in a chat-completions body, and its image if any."""
+    problems: list[str] = []
+    image: bytes | None = None
+    if not isinstance(body, dict):
+        return ["body is not an object"], None
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        problems.append("model missing")
+    if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] <= 0:
+        problems.append("max_tokens missing or not a positive integer")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return [*problems, "messages missing"], None
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in (
+            "system",
+            "user",
+            "assistant",
+        ):
+            problems.append(f"bad message {message!r:.80}")
+            continue
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(parts, list):
+            problems.append("content is neither a string nor a list of parts")
+            continue
+        for part in parts:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            if kind == "image_url":
+                url = (part.get("image_url") or {}).get("url", "")
+                prefix = "data:image/jpeg;base64,"
+                if not url.startswith(prefix):
+                    problems.append("image is not an inline JPEG data URI")
+                    continue
+                image = base64.b64decode(url[len(prefix) :])
+                if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
+                    problems.append("image does not decode as JPEG")
+                continue
+            problems.append(f"bad part {part!r:.80}")
+    return problems, image
+
+
+def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._send(404, {"error": {"message": "not found"}})
+                return
+            started = time.monotonic()
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self._complete(raw, started)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _complete(self, raw: bytes, started: float) -> None:
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                body = None
+            problems, image = validate(body)
+            if problems:
+                with state.lock:
+                    state.violations.extend(problems)
+                self._send(400, {"error": {"message": "; ".join(problems)}})
+                return
+            if "response_format" in body and state.refuse_response_format:
+                self._send(400, {"error": {"message": "response_format json_schema unsupported"}})
+                return
+            with state.lock:
+                failing = state.fail_next > 0
+                state.fail_next -= 1 if failing else 0
+                delay = state.delay
+            time.sleep(delay)  # Simulated model latency.
+            colour = dominant_colour(image) if image is not None else None
+            with state.lock:
+                state.requests.append(RecordedRequest(started, time.monotonic(), colour, body))
+            if failing:
+                headers = {"Retry-After": state.retry_after} if state.retry_after else {}
+                self._send(state.fail_status, {"error": {"message": "induced failure"}}, headers)
+                return
+            self._send(200, completion(body, colour, malformed=state.malformed))
+
+        def _send(
+            self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def completion(body: dict[str, Any], colour: str | None, *, malformed: bool) -> dict[str, Any]:
+    if colour is None:
+        text = body["messages"][-1]["content"]
+        count = sum(1 for line in text.splitlines() if line.startswith("["))
+        content = f"A video summarised from {count} captions."
+    elif malformed:
+        content = f"Sure! The frame is mostly {colour}. {{not json"
+    else:
+        answer = answer_for(colour)
+        schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+        if schema is not None:
+            answer = {k: v for k, v in answer.items() if k in schema["properties"]}
+        content = json.dumps(answer)
+    prompt_tokens = len(json.dumps(body["messages"])) // 4
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(content) // 4,
+            "total_tokens": prompt_tokens + len(content) // 4,
+        },
+    }
+
+
+class FakeVLMServer:
+    """Run the fake on a free port in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.state = FakeVLM()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def start(self) -> FakeVLMServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

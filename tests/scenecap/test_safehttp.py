@@ -1,0 +1,143 @@
+"""The SSRF-safe client: address policy, pinning, redirects and byte caps."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+
+import httpx
+import pytest
+
+from scenecap.errors import (
+    MediaTooLarge,
+    MediaUnreachable,
+    UnsupportedUrlScheme,
+    UrlNotAllowed,
+    UrlRejected,
+)
+from scenecap.safehttp import SafeHttpClient, UrlPolicy, is_public_address
+
+BLOCKED = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "100.100.100.200",
+    "0.0.0.0",
+    "224.0.0.1",
+    "::1",
+    "fc00::1",
+    "fe80::1",
+    "::ffff:127.0.0.1",
+    "64:ff9b::a00:1",
+    "2002:7f00:1::",
+    "::",
+]
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808"]
+
+
+@pytest.mark.parametrize("address", BLOCKED)
+def test_non_public_addresses_are_blocked(address: str) -> None:
+    assert not is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert is_public_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://2130706433/",
+        "http://0177.0.0.1/",
+        "http://0x7f000001/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://localhost/",
+        "http://[64:ff9b::7f00:1]/",
+    ],
+)
+def test_policy_refuses_private_spellings(url: str) -> None:
+    # httpx itself rejects some spellings (octal) as invalid URLs; either way it is refused.
+    with pytest.raises(UrlRejected):
+        UrlPolicy(allow_private=False).check(url)
+
+
+def test_policy_refuses_other_schemes() -> None:
+    with pytest.raises(UnsupportedUrlScheme):
+        UrlPolicy(allow_private=False).check("file:///etc/passwd")
+
+
+def public_policy() -> UrlPolicy:
+    """A policy that resolves every name to one public address, so MockTransport can answer."""
+
+    class FixedResolution(UrlPolicy):
+        @staticmethod
+        def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+            if host.replace(".", "").isdigit():
+                return [ipaddress.ip_address(host)]
+            return [ipaddress.ip_address("93.184.216.34")]
+
+    return FixedResolution(allow_private=False)
+
+
+class TestSafeClient:
+    def test_connection_is_pinned_to_the_checked_address_and_keeps_host(self) -> None:
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, stream=httpx.ByteStream(b"\xff\xd8\xff rest"))
+
+        with SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client:
+            assert client.peek("https://media.example/v.jpg", nbytes=3) == b"\xff\xd8\xff"
+        assert seen[0].url.host == "93.184.216.34"
+        assert seen[0].headers["host"] == "media.example"
+        assert seen[0].extensions["sni_hostname"] == "media.example"
+
+    def test_redirect_to_a_private_address_is_refused(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(302, headers={"Location": "http://127.0.0.1/secret"})
+
+        with (
+            SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client,
+            pytest.raises(UrlNotAllowed),
+        ):
+            client.peek("http://media.example/v.mp4")
+
+    def test_redirect_loops_are_bounded(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(302, headers={"Location": "/again"})
+
+        with (
+            SafeHttpClient(
+                public_policy(), max_redirects=3, transport=httpx.MockTransport(handler)
+            ) as client,
+            pytest.raises(MediaUnreachable, match="redirects"),
+        ):
+            client.peek("http://media.example/v.mp4")
+
+    @pytest.mark.parametrize("declared", [None, "10"], ids=["no-length", "lying-length"])
+    def test_byte_cap_holds_whatever_content_length_says(self, declared: str | None) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            headers = {"Content-Length": declared} if declared else {}
+            return httpx.Response(200, headers=headers, stream=httpx.ByteStream(b"x" * 5000))
+
+        with (
+            SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client,
+            pytest.raises(MediaTooLarge),
+        ):
+            client.download("http://media.example/v.mp4", io.BytesIO(), max_bytes=1000, timeout=5)
+
+    def test_declared_oversize_is_refused_before_reading(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, headers={"Content-Length": "999999999"}, content=b"")
+
+        with (
+            SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client,
+            pytest.raises(MediaTooLarge),
+        ):
+            client.download("http://media.example/v.mp4", io.BytesIO(), max_bytes=1000, timeout=5)

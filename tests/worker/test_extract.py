@@ -1,0 +1,112 @@
+"""Frame extraction: the frame we caption is the one a sequential decode shows at its time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scenecap.errors import MediaUnreadable
+from scenecap.sample import SampleScene, write_sample_video
+from worker.pipeline.extract import extract_frames, image_tokens, keyframe_times, smart_resize
+from worker.pipeline.plan import PlannedFrame, plan_even
+from worker.pipeline.probe import Limits, probe_media
+
+MAX_PIXELS = 768 * 28 * 28
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A video with sparse keyframes (every 2 s), so exact extraction must decode forward."""
+    path = tmp_path_factory.mktemp("extract") / "gop.mp4"
+    scenes = [SampleScene(c, 2.5) for c in ("red", "green", "blue", "yellow")]
+    return write_sample_video(path, scenes, width=320, height=180, gop=60)
+
+
+def sequential_frames(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as container:
+        return [(float(f.time), f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
+
+
+def on_screen(frames: list[tuple[float, np.ndarray]], time: float) -> tuple[float, np.ndarray]:
+    return [f for f in frames if f[0] <= time + 1e-6][-1]
+
+
+def decoded(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+class TestExtract:
+    @pytest.mark.parametrize("policy", ["exact", "keyframe"])
+    def test_each_frame_matches_the_sequential_decode_at_its_reported_time(
+        self, gop_video: Path, policy: str
+    ) -> None:
+        reference = sequential_frames(gop_video)
+        plan = plan_even(10.0, 17, 0.5)
+        extracted = list(extract_frames(gop_video, plan, max_pixels=MAX_PIXELS, policy=policy))  # type: ignore[arg-type]
+        assert [f.planned.index for f in extracted] == [p.index for p in plan]
+        for frame in extracted:
+            assert any(abs(t - frame.timestamp) < 1e-3 for t, _ in reference), "not a real PTS"
+            _time, expected = on_screen(reference, frame.timestamp)
+            ours = cv2.resize(decoded(frame.jpeg), (expected.shape[1], expected.shape[0]))
+            assert float(np.abs(ours.astype(int) - expected.astype(int)).mean()) < 6.0
+
+    def test_exact_policy_takes_the_frame_on_screen_at_the_planned_time(
+        self, gop_video: Path
+    ) -> None:
+        reference = sequential_frames(gop_video)
+        plan = plan_even(10.0, 17, 0.5)
+        for frame in extract_frames(gop_video, plan, max_pixels=MAX_PIXELS, policy="exact"):
+            assert frame.timestamp == pytest.approx(
+                on_screen(reference, frame.planned.time)[0], abs=1e-3
+            )
+
+    def test_keyframe_policy_stays_within_its_tolerance(self, gop_video: Path) -> None:
+        plan = plan_even(10.0, 10, 0.5)
+        keyframes = keyframe_times(gop_video)
+        for frame in extract_frames(
+            gop_video, plan, max_pixels=MAX_PIXELS, policy="keyframe", tolerance=0.25
+        ):
+            took_keyframe = any(abs(frame.timestamp - k) < 1e-3 for k in keyframes)
+            assert abs(frame.timestamp - frame.planned.time) <= 0.25 + 1e-3 or not took_keyframe
+            assert abs(frame.timestamp - frame.planned.time) < 1 / 30 + 0.25 + 1e-3
+
+    def test_frames_fit_the_pixel_budget(self, gop_video: Path) -> None:
+        for frame in extract_frames(gop_video, [PlannedFrame(0, 1.0)], max_pixels=28 * 28 * 16):
+            assert frame.width * frame.height <= 28 * 28 * 16
+            assert frame.width % 28 == 0 and frame.height % 28 == 0
+            assert decoded(frame.jpeg).shape[:2] == (frame.height, frame.width)
+
+    def test_rotated_video_is_turned_upright(self, tmp_path: Path) -> None:
+        path = write_sample_video(
+            tmp_path / "rotated.mp4", [SampleScene("red", 1.0)], width=320, height=180, rotation=90
+        )
+        [frame] = extract_frames(path, [PlannedFrame(0, 0.5)], max_pixels=MAX_PIXELS)
+        assert frame.height > frame.width, "a 90° display matrix shows the 320x180 frame portrait"
+
+    def test_truncated_file_is_unreadable(self, tmp_path: Path, gop_video: Path) -> None:
+        broken = tmp_path / "broken.mp4"
+        broken.write_bytes(gop_video.read_bytes()[:2000])
+        with pytest.raises(MediaUnreadable):
+            probe_media(broken, Limits(3600, 10**8))
+
+
+@given(
+    st.integers(1, 8000),
+    st.integers(1, 8000),
+    st.sampled_from([56 * 56 * 4, 602112, 1280 * 28 * 28]),
+)
+def test_smart_resize_keeps_multiples_of_28_within_budget(
+    height: int, width: int, max_pixels: int
+) -> None:
+    if max(height, width) / min(height, width) > 200:
+        return  # Qwen2-VL refuses such aspect ratios outright.
+    h, w = smart_resize(height, width, max_pixels=max_pixels)
+    assert h % 28 == 0 and w % 28 == 0
+    assert h * w <= max_pixels
+    assert image_tokens(h, w) == (h // 28) * (w // 28)

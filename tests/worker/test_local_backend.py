@@ -1,0 +1,44 @@
+"""The local backend measures what is in the frame and describes it plainly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import cv2
+import numpy as np
+import pytest
+
+from scenecap.sample import PALETTE
+from worker.vision.base import CaptionRequest, FrameImage
+from worker.vision.local import LocalBackend, colour_name
+
+
+def jpeg_of(image: np.ndarray) -> FrameImage:
+    ok, buffer = cv2.imencode(".jpg", image)
+    assert ok
+    return FrameImage(0, 1.0, buffer.tobytes(), image.shape[1], image.shape[0])
+
+
+@pytest.mark.parametrize("name", ["red", "green", "blue", "yellow", "purple", "white"])
+def test_palette_colours_are_named(name: str) -> None:
+    assert colour_name(np.array(PALETTE[name], np.uint8)) == name
+
+
+def test_flat_dark_frame_is_described_as_dark_with_no_people() -> None:
+    image = np.full((240, 320, 3), 20, np.uint8)
+    answer = asyncio.run(
+        LocalBackend().caption(
+            jpeg_of(image), CaptionRequest(("categories", "tags", "participants"))
+        )
+    )
+    assert "dark" in answer.caption and "no people" in answer.caption
+    assert "low light" in answer.metadata["categories"]
+    assert answer.metadata["participants"] == []
+    assert answer.details["faces"] == 0 and answer.details["brightness"] < 30
+
+
+def test_only_requested_types_are_returned() -> None:
+    image = np.full((120, 160, 3), PALETTE["green"], np.uint8)
+    answer = asyncio.run(LocalBackend().caption(jpeg_of(image), CaptionRequest(("scene",))))
+    assert set(answer.metadata) == {"scene"}
+    assert "green" in answer.metadata["scene"]
