@@ -30,5 +30,8 @@ lint: install
 test: install services lint ## lint, then the whole test suite against real PostgreSQL, Redis and a worker
 	$(BIN)/pytest -q
 
+bench: install ## media-pipeline benchmark (BENCH_ARGS=--long adds the 30-minute video)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

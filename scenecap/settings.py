@@ -13,6 +13,8 @@ DEV_HOME = Path.home() / ".scenecap"
 
 # Qwen2-VL: 768 image tokens of 28x28 pixels each.
 DEFAULT_MAX_PIXELS = 768 * 28 * 28
+# Generous bound on a frame request's text: system prompt, instructions and JSON schema.
+FRAME_PROMPT_TOKENS = 400
 
 
 class Settings(BaseSettings):
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     max_input_pixels: int = Field(8192 * 8192, ge=1)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=28 * 28)
     min_frame_gap_seconds: float = Field(0.5, ge=0)
+    # `keyframe` takes a keyframe near the planned time when there is one (fast); `exact`
+    # always the frame on screen at the planned time.
+    extract_policy: Literal["exact", "keyframe"] = "keyframe"
+    keyframe_tolerance_seconds: float | None = Field(None, ge=0)
+    scene_detector: Literal["content", "adaptive"] = "content"
+    scene_threshold: float | None = Field(None, gt=0)
     jpeg_quality: int = Field(85, ge=30, le=100)
     image_inline_wait_seconds: float = Field(20.0, ge=0)
 
@@ -77,6 +85,12 @@ class Settings(BaseSettings):
             if self.broker_url == "embedded":
                 raise ValueError("production needs a real broker: set SCENECAP_BROKER_URL")
         return self
+
+    @property
+    def frame_max_pixels(self) -> int:
+        """MAX_PIXELS, lowered until one frame's image tokens, prompt and caption fit a request."""
+        room = self.vlm_context_tokens - self.caption_max_tokens - FRAME_PROMPT_TOKENS
+        return max(4 * 28 * 28, min(self.max_pixels, room * 28 * 28))
 
     @property
     def frame_budget(self) -> int:

@@ -160,6 +160,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
     for name, value in settings.model_dump().items():
+        if value is None:
+            continue
         env[f"SCENECAP_{name.upper()}"] = (
             str(value).lower() if isinstance(value, bool) else str(value)
         )
@@ -185,8 +187,14 @@ def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def worker_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The worker's TMPDIR, so tests can see that it leaves no temp files behind."""
+    return tmp_path_factory.mktemp("worker-tmp")
+
+
+@pytest.fixture(scope="session")
 def worker(
-    settings: Settings, database: str, worker_log: Path
+    settings: Settings, database: str, worker_log: Path, worker_tmp: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process (prefork, 2 children) with beat, on the test Redis DB."""
     redis.Redis.from_url(REDIS_URL).flushdb()
@@ -211,7 +219,7 @@ def worker(
             "--hostname",
             "test@%h",
         ],
-        env=settings_env(settings),
+        env={**settings_env(settings), "TMPDIR": str(worker_tmp)},
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,

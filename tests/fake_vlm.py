@@ -8,6 +8,7 @@ answer malformed JSON or to refuse `response_format`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
 import threading
@@ -180,7 +181,9 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(data)
+            # The client may have been killed mid-request (the resume tests do that on purpose).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
 
     return Handler
 

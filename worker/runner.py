@@ -141,7 +141,13 @@ def analyse(
         progress.stage(JobStage.EXTRACTING_FRAMES)
         extracted: list[ExtractedFrame] = []
         for frame in extract_frames(
-            path, todo, max_pixels=settings.max_pixels, jpeg_quality=settings.jpeg_quality
+            path,
+            todo,
+            max_pixels=settings.frame_max_pixels,
+            jpeg_quality=settings.jpeg_quality,
+            policy=settings.extract_policy,
+            tolerance=settings.keyframe_tolerance_seconds,
+            keyframes=list(info.keyframes) if info.keyframes else None,
         ):
             extracted.append(frame)
             progress.stage(JobStage.EXTRACTING_FRAMES, len(extracted) / len(todo))
@@ -193,6 +199,8 @@ def plan_frames(
     scenes = detect_scenes(
         path,
         info.duration,
+        detector=settings.scene_detector,
+        threshold=settings.scene_threshold,
         on_progress=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),
     )
     return plan_scenes(scenes, count)

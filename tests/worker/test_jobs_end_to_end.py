@@ -119,6 +119,50 @@ class TestVideoJob:
         assert len(fake_vlm.requests) < 24
 
 
+class TestVisionModel:
+    def test_frames_are_captioned_concurrently_up_to_the_limit(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any, settings: Settings
+    ) -> None:
+        # Long enough that all requests of a round overlap even on a loaded machine.
+        fake_vlm.delay = 1.0
+        job = poll_job(
+            client,
+            submit(client, media_url=f"{media_server}/sample.mp4", max_frames=12),
+            until=is_terminal,
+        )
+        assert job["status"] == "COMPLETED"
+        assert fake_vlm.max_in_flight == settings.vlm_max_concurrency
+
+    def test_unparseable_answers_keep_their_caption_and_are_marked(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        fake_vlm.malformed = True
+        job = poll_job(
+            client,
+            submit(client, media_url=f"{media_server}/sample.mp4", max_frames=2),
+            until=is_terminal,
+        )
+        assert job["status"] == "COMPLETED", "one odd answer never fails a job"
+        for frame in job["results"]["frames"]:
+            assert frame["metadata_unparsed"] is True
+            assert frame["caption"].startswith("Sure! The frame is mostly")
+        assert job["results"]["tags"] == []
+
+    def test_a_server_without_json_schema_support_is_parsed_leniently(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        fake_vlm.refuse_response_format = True
+        job = poll_job(
+            client,
+            submit(client, media_url=f"{media_server}/sample.mp4", max_frames=2),
+            until=is_terminal,
+        )
+        assert job["status"] == "COMPLETED", job["error"]
+        for frame in job["results"]["frames"]:
+            assert frame["tags"] == [colour_at(frame["timestamp"]), "squares"]
+        assert all("response_format" not in r.body for r in fake_vlm.image_requests())
+
+
 class TestFailures:
     @pytest.mark.parametrize("name", ["truncated.mp4"])
     def test_broken_video_fails_with_a_reason_and_the_worker_lives_on(
@@ -136,6 +180,16 @@ class TestFailures:
             until=is_terminal,
         )
         assert after["status"] == "COMPLETED"
+
+    def test_no_temp_files_are_left_behind_whatever_happens(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any, worker_tmp: Path
+    ) -> None:
+        failed = submit(client, media_url=f"{media_server}/truncated.mp4")
+        done = submit(client, media_url=f"{media_server}/sample.mp4", max_frames=2)
+        for job_id in (failed, done):
+            poll_job(client, job_id, until=is_terminal)
+        # (pymp-* belongs to Celery's process pool, not to the pipeline)
+        assert list(worker_tmp.glob("scenecap-*")) == []
 
     def test_vision_model_down_fails_the_job_with_a_clear_code(
         self, client: httpx.Client, media_server: str, fake_vlm: Any

@@ -26,6 +26,8 @@ from worker.pipeline.plan import PlannedFrame
 
 ExtractPolicy = Literal["exact", "keyframe"]
 _EPSILON = 1e-6
+# Seconds before a target from which every frame is decoded again (skipping stops there).
+_SKIP_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def keyframe_times(path: Path) -> list[float]:
         times = [
             float(packet.pts * time_base) - origin
             for packet in container.demux(stream)
-            if packet.is_keyframe and packet.pts is not None
+            if packet.is_keyframe and packet.pts is not None and packet.size
         ]
     return sorted(times)
 
@@ -89,10 +91,15 @@ def extract_frames(
     jpeg_quality: int = 85,
     policy: ExtractPolicy = "keyframe",
     tolerance: float | None = None,
+    keyframes: list[float] | None = None,
 ) -> Iterator[ExtractedFrame]:
-    """Yield one ExtractedFrame per planned frame, in time order."""
+    """Yield one ExtractedFrame per planned frame, in time order.
+
+    `keyframes` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
+    spacing between planned frames.
+    """
     try:
-        keyframes = keyframe_times(path)
+        keyframes = sorted(keyframes) if keyframes is not None else keyframe_times(path)
         ordered = sorted(plan, key=lambda p: p.time)
         if tolerance is None:
             tolerance = _default_tolerance(ordered)
@@ -103,7 +110,8 @@ def extract_frames(
             for planned in ordered:
                 target = planned.time
                 if policy == "keyframe":
-                    target = _nearby_keyframe(keyframes, planned, tolerance) or target
+                    nearby = _nearby_keyframe(keyframes, planned, tolerance)
+                    target = planned.time if nearby is None else nearby
                 frame, timestamp = cursor.frame_at(target)
                 yield _encode(planned, frame, timestamp, max_pixels, jpeg_quality)
     except av.FFmpegError as exc:
@@ -152,6 +160,8 @@ class _FrameCursor:
         if self._should_seek(target):
             self._seek(target)
         while True:
+            if self.pending is None:
+                self._skip_unneeded(target)
             item = self.pending or self._next()
             self.pending = None
             if item is None:  # Past the end: the last frame stays on screen.
@@ -163,6 +173,14 @@ class _FrameCursor:
                 continue
             self.pending = item
             return self.previous or item
+
+    def _skip_unneeded(self, target: float) -> None:
+        # Far from the target, frames nothing refers to need not be decoded at all; near it
+        # (allowing for the frames already queued in the decoder's threads) decode everything.
+        position = self.previous[1] if self.previous else -math.inf
+        skip = "NONREF" if target - position > _SKIP_MARGIN else "DEFAULT"
+        if self.stream.codec_context.skip_frame != skip:
+            self.stream.codec_context.skip_frame = skip
 
     def _should_seek(self, target: float) -> bool:
         if self.frames is None:

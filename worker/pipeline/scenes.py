@@ -1,7 +1,8 @@
 """Scene detection: PySceneDetect's detectors fed with small frames decoded by PyAV.
 
-Frames are scaled to ~256 px in swscale before PySceneDetect sees them (its own downscale
-would convert full-size frames first), and cut times come from presentation timestamps,
+Each decoded frame's Y, U and V planes are shrunk to ~256 px wide with OpenCV and only then
+converted to BGR: converting full-size frames (what PySceneDetect's own backends and
+swscale do) costs as much as decoding them. Cut times come from presentation timestamps,
 which stay right on variable-frame-rate files where frame counting drifts.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 import av
+import cv2
+import numpy as np
 from scenedetect import AdaptiveDetector, ContentDetector
 from scenedetect.common import FrameTimecode, Timecode
 from scenedetect.detector import SceneDetector
@@ -22,6 +25,26 @@ from worker.pipeline.plan import Scene
 
 DetectorName = Literal["content", "adaptive"]
 DETECT_WIDTH = 256
+
+
+def small_bgr(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """Shrink a decoded frame to width x height BGR, converting colour after shrinking."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):
+        return frame.to_ndarray(format="bgr24", width=width, height=height)
+    y, u, v = (
+        np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)[
+            :, : plane.width
+        ]
+        for plane in frame.planes
+    )
+    # INTER_LINEAR is what PySceneDetect's own downscale uses.
+    small = [
+        cv2.resize(y, (width, height), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(u, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(v, (width // 2, height // 2), interpolation=cv2.INTER_LINEAR),
+    ]
+    i420 = np.concatenate([small[0], small[1].reshape(-1, width), small[2].reshape(-1, width)])
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
 
 
 def make_detector(name: DetectorName, threshold: float | None) -> SceneDetector:
@@ -57,8 +80,9 @@ def detect_scenes(
                 if frame.pts is None:
                     continue
                 if height is None:
-                    height = max(2, round(frame.height * DETECT_WIDTH / frame.width / 2) * 2)
-                image = frame.to_ndarray(format="bgr24", width=DETECT_WIDTH, height=height)
+                    # A multiple of 4 keeps the shrunk chroma planes whole for I420.
+                    height = max(4, round(frame.height * DETECT_WIDTH / frame.width / 4) * 4)
+                image = small_bgr(frame, DETECT_WIDTH, height)
                 last = FrameTimecode(Timecode(frame.pts - origin, stream.time_base), fps=fps)
                 cuts += [c.seconds for c in scene_detector.process_frame(last, image)]
                 if on_progress is not None and duration > 0:

@@ -1,0 +1,97 @@
+"""Odd clips for the pipeline tests, written with PyAV: VFR, fades, audio, image formats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from scenecap.sample import PALETTE
+
+
+def flat(colour: str, width: int = 320, height: int = 180) -> np.ndarray:
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = PALETTE[colour]
+    return image
+
+
+def write_frames(
+    path: Path, frames: Sequence[tuple[float, np.ndarray]], *, audio: bool = False
+) -> Path:
+    """Write frames at the given presentation times (seconds): VFR when the gaps differ."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        height, width = frames[0][1].shape[:2]
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"preset": "veryfast"}
+        sound = container.add_stream("aac", rate=44100) if audio else None
+        for at, image in frames:
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = round(at * 1000), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if sound is not None:
+            _write_tone(container, sound, seconds=frames[-1][0])
+    return path
+
+
+def _write_tone(
+    container: av.container.OutputContainer, stream: av.audio.AudioStream, seconds: float
+) -> None:
+    samples = np.sin(np.arange(int(44100 * seconds)) * 2 * np.pi * 440 / 44100).astype(np.float32)
+    for start in range(0, len(samples), 1024):
+        chunk = samples[start : start + 1024].reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+        frame.sample_rate, frame.pts = 44100, start
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+def vfr_cut_clip(path: Path) -> tuple[Path, float]:
+    """Red at 10 fps for 2 s, then blue at 50 fps for 2 s: the cut is at 2.0 s."""
+    frames = [(i / 10, flat("red")) for i in range(20)] + [
+        (2 + i / 50, flat("blue")) for i in range(100)
+    ]
+    return write_frames(path, frames), 2.0
+
+
+def constant_clip(
+    path: Path, colours: Sequence[str], seconds_each: float, *, audio: bool = False
+) -> Path:
+    frames = []
+    for n, colour in enumerate(colours):
+        frames += [
+            (n * seconds_each + i / 30, flat(colour)) for i in range(round(seconds_each * 30))
+        ]
+    return write_frames(path, frames, audio=audio)
+
+
+def fade_clip(path: Path) -> tuple[Path, tuple[float, float]]:
+    """2 s red, a 2 s cross-fade to blue, 2 s blue; returns the fade's start and end."""
+    red, blue = flat("red").astype(float), flat("blue").astype(float)
+    frames = []
+    for i in range(180):
+        t = i / 30
+        mix = min(1.0, max(0.0, (t - 2) / 2))
+        frames.append((t, ((1 - mix) * red + mix * blue).astype(np.uint8)))
+    return write_frames(path, frames), (2.0, 4.0)
+
+
+def audio_only(path: Path) -> Path:
+    with av.open(str(path), "w", format="mp4") as container:
+        _write_tone(container, container.add_stream("aac", rate=44100), seconds=1.0)
+    return path
+
+
+def gif_image(path: Path) -> Path:
+    with av.open(str(path), "w", format="gif") as container:
+        stream = container.add_stream("gif", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "rgb8"
+        frame = av.VideoFrame.from_ndarray(flat("green", 160, 120), format="bgr24")
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
