@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from bench.videos import ensure_video, known_cuts
-from worker.pipeline.extract import keyframe_times
 from worker.pipeline.plan import plan_even
-from worker.pipeline.probe import Limits, probe_media
+from worker.pipeline.probe import Limits, keyframe_times, probe_media
 
 ROOT = Path(__file__).resolve().parent.parent
 

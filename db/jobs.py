@@ -218,3 +218,8 @@ def requeue_job(session: Session, job_id: uuid.UUID, lease_seconds: int) -> bool
         )
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def count_active(session: Session) -> int:
+    """How many jobs are PENDING or PROCESSING (all keys)."""
+    return session.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0

@@ -126,7 +126,15 @@ def fake_vlm_server() -> Iterator[FakeVLMServer]:
 
 
 @pytest.fixture
-def fake_vlm(fake_vlm_server: FakeVLMServer) -> Iterator[Any]:
+def fake_vlm(fake_vlm_server: FakeVLMServer, session_factory: Any) -> Iterator[Any]:
+    """The fake model, reset, with no job of an earlier test still talking to it."""
+    from db.jobs import count_active
+
+    def idle() -> bool:
+        with session_factory() as session:
+            return count_active(session) == 0 and fake_vlm_server.state.in_flight == 0
+
+    wait_for(idle, timeout=120, interval=0.1, what="the worker to finish earlier jobs")
     fake_vlm_server.state.reset()
     yield fake_vlm_server.state
     assert not fake_vlm_server.state.violations, "the worker sent invalid requests to the VLM"
@@ -283,20 +291,28 @@ def new_key(session_factory: Any) -> Callable[[], str]:
     return make
 
 
+def cancel_unfinished(http_client: httpx.Client) -> None:
+    """Cancel the jobs this client left running, so they do not load the worker in later tests."""
+    for status in ("PENDING", "PROCESSING"):
+        listed = http_client.get("/v2/media/categories", params={"status": status, "limit": 100})
+        for job in listed.json().get("data", []):
+            http_client.delete(f"/v2/media/categories/{job['job_id']}")
+
+
 @pytest.fixture
 def client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {new_key()}"}, timeout=60
-    ) as http_client:
+    headers = {"Authorization": f"Bearer {new_key()}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=60) as http_client:
         yield http_client
+        cancel_unfinished(http_client)
 
 
 @pytest.fixture
 def other_client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {new_key()}"}, timeout=60
-    ) as http_client:
+    headers = {"Authorization": f"Bearer {new_key()}"}
+    with httpx.Client(base_url=api_url, headers=headers, timeout=60) as http_client:
         yield http_client
+        cancel_unfinished(http_client)
 
 
 def poll_job(

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from scenecap.errors import MediaUnreadable
 from scenecap.sample import SampleScene, write_sample_video
-from worker.pipeline.extract import extract_frames, image_tokens, keyframe_times, smart_resize
+from worker.pipeline.extract import extract_frames, image_tokens, smart_resize
 from worker.pipeline.plan import PlannedFrame, plan_even
-from worker.pipeline.probe import Limits, probe_media
+from worker.pipeline.probe import Limits, keyframe_times, probe_media
 
 MAX_PIXELS = 768 * 28 * 28
 

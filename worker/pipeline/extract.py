@@ -13,7 +13,6 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,11 +22,12 @@ import numpy as np
 
 from scenecap.errors import MediaUnreadable
 from worker.pipeline.plan import PlannedFrame
+from worker.pipeline.probe import keyframe_times
 
 ExtractPolicy = Literal["exact", "keyframe"]
 _EPSILON = 1e-6
 # Seconds before a target from which every frame is decoded again (skipping stops there).
-_SKIP_MARGIN = 1.0
+_SKIP_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -67,20 +67,6 @@ def smart_resize(
 def image_tokens(height: int, width: int) -> int:
     """Qwen2-VL image tokens for a frame already resized by smart_resize."""
     return (height // 28) * (width // 28)
-
-
-def keyframe_times(path: Path) -> list[float]:
-    """Presentation times of the video's keyframes, from packets alone (nothing decoded)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        origin = _origin(stream)
-        time_base = stream.time_base or Fraction(1, 90000)
-        times = [
-            float(packet.pts * time_base) - origin
-            for packet in container.demux(stream)
-            if packet.is_keyframe and packet.pts is not None and packet.size
-        ]
-    return sorted(times)
 
 
 def extract_frames(

@@ -98,6 +98,15 @@ def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaI
         raise MediaUnreadable(f"the media could not be read: {exc}") from exc
 
 
+def keyframe_times(path: Path) -> list[float]:
+    """Presentation times of the video's keyframes, from packets alone (nothing decoded)."""
+    try:
+        with av.open(str(path)) as container:
+            return _scan(container, container.streams.video[0]).keyframes
+    except av.FFmpegError as exc:
+        raise MediaUnreadable(f"the media could not be read: {exc}") from exc
+
+
 def _check_duration(duration: float, limits: Limits) -> None:
     if duration > limits.max_duration_seconds:
         raise DurationTooLong(
