@@ -45,25 +45,7 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
     # Child output goes to a log file: the terminal (and `demo`'s JSON on stdout) stays clean.
     log = (home / "dev.log").open("ab")
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--beat",
-            "--schedule",
-            str(home / "beat-schedule"),
-            "--queues",
-            "media,webhooks",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-        ],
-        stdout=log,
-        stderr=log,
+        worker_command(home / "beat-schedule", concurrency=1), stdout=log, stderr=log
     )
     api = subprocess.Popen(
         [
@@ -95,6 +77,15 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def worker_command(beat_schedule: Path, *, concurrency: int) -> list[str]:
+    """A Celery worker on both queues with beat in-process (one machine, no separate beat)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--beat", "--schedule", str(beat_schedule),
+        "--queues", "media,webhooks", "--concurrency", str(concurrency), "--loglevel", "INFO",
+    ]  # fmt: skip
 
 
 def run_dev(host: str, port: int) -> int:

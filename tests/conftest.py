@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from sqlalchemy.engine import make_url
 from db.keys import create_key
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from scenecap.dev import worker_command
 from scenecap.sample import SampleScene, write_sample_video
 from scenecap.settings import Settings
 from tests.fake_vlm import FakeVLMServer
@@ -207,26 +207,9 @@ def worker(
     """A real Celery worker process (prefork, 2 children) with beat, on the test Redis DB."""
     redis.Redis.from_url(REDIS_URL).flushdb()
     log = worker_log.open("wb")
+    command = worker_command(worker_log.parent / "beat-schedule", concurrency=2)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--beat",
-            "--schedule",
-            str(worker_log.parent / "beat-schedule"),
-            "--queues",
-            "media,webhooks",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            "test@%h",
-        ],
+        [*command, "--hostname", "test@%h"],
         env={**settings_env(settings), "TMPDIR": str(worker_tmp)},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -299,20 +282,25 @@ def cancel_unfinished(http_client: httpx.Client) -> None:
             http_client.delete(f"/v2/media/categories/{job['job_id']}")
 
 
-@pytest.fixture
-def client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {new_key()}"}
+@contextmanager
+def client_for(api_url: str, key: str) -> Iterator[httpx.Client]:
+    """An API client for one key; the jobs it leaves running are cancelled afterwards."""
+    headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=api_url, headers=headers, timeout=60) as http_client:
         yield http_client
         cancel_unfinished(http_client)
+
+
+@pytest.fixture
+def client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
+    with client_for(api_url, new_key()) as http_client:
+        yield http_client
 
 
 @pytest.fixture
 def other_client(api_url: str, new_key: Callable[[], str]) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {new_key()}"}
-    with httpx.Client(base_url=api_url, headers=headers, timeout=60) as http_client:
+    with client_for(api_url, new_key()) as http_client:
         yield http_client
-        cancel_unfinished(http_client)
 
 
 def poll_job(
