@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import scenecap
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import categories, health
+from api.routes import categories, completions, health
 from api.services.media_check import MediaInspector
 from db.session import make_engine, make_session_factory
 from scenecap.settings import Settings, get_settings
@@ -43,4 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health.router)
     app.include_router(categories.router)
+    app.include_router(completions.router)
     return app

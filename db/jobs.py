@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, undefer
 
-from db.models import Job, JobStage, JobStatus, utcnow
+from db.models import Job, JobKind, JobStage, JobStatus, utcnow
 
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
 
@@ -22,19 +22,24 @@ def create_job(session: Session, **fields: Any) -> Job:
     return job
 
 
-def get_owned_job(session: Session, job_id: uuid.UUID, api_key_id: uuid.UUID) -> Job | None:
-    """Return the job with its results if it belongs to the key, else None."""
+def get_owned_job(
+    session: Session,
+    job_id: uuid.UUID,
+    api_key_id: uuid.UUID,
+    kind: JobKind = JobKind.CATEGORIES,
+) -> Job | None:
+    """Return the job of this kind with its results if it belongs to the key, else None."""
     return session.scalar(
         select(Job)
         .options(undefer(Job.results))
-        .where(Job.id == job_id, Job.api_key_id == api_key_id)
+        .where(Job.id == job_id, Job.api_key_id == api_key_id, Job.kind == kind)
     )
 
 
 def get_job(session: Session, job_id: uuid.UUID, *, with_media: bool = False) -> Job | None:
     query = select(Job).where(Job.id == job_id)
     if with_media:
-        query = query.options(undefer(Job.media_data))
+        query = query.options(undefer(Job.media_data), undefer(Job.request))
     return session.scalar(query)
 
 
@@ -54,8 +59,8 @@ def list_jobs(
     before: tuple[datetime, uuid.UUID] | None = None,
     status: JobStatus | None = None,
 ) -> list[Job]:
-    """Return the key's jobs newest first, starting after the (created_at, id) cursor."""
-    query = select(Job).where(Job.api_key_id == api_key_id)
+    """Return the key's media jobs newest first, starting after the (created_at, id) cursor."""
+    query = select(Job).where(Job.api_key_id == api_key_id, Job.kind == JobKind.CATEGORIES)
     if status is not None:
         query = query.where(Job.status == status)
     if before is not None:

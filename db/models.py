@@ -65,6 +65,11 @@ class JobStage(enum.StrEnum):
     DONE = "done"
 
 
+class JobKind(enum.StrEnum):
+    CATEGORIES = "categories"  # POST /v2/media/categories
+    COMPLETION = "completion"  # POST /v2/media/completions, answered when it finishes
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
@@ -89,6 +94,9 @@ class Job(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.CATEGORIES)
+    # A completion's chat request (messages, model, temperature, max_tokens).
+    request: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     stage: Mapped[str] = mapped_column(String(32), default=JobStage.QUEUED)
     percent_complete: Mapped[int] = mapped_column(Integer, default=0)

@@ -11,6 +11,7 @@
     ├── UrlRejected (422): UnsupportedUrlScheme, UrlNotAllowed, InvalidMediaUrl, MediaUnreachable
     ├── MediaRejected (422): MediaUnreadable, NoVideoStream, DurationTooLong, ResolutionTooLarge
     ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable
+    ├── CompletionTimeout (504)
     └── JobCancelled (not an HTTP error: the worker's signal to stop at a checkpoint)
 
 API handlers turn any of these into ``{"error": {"code", "message", "details"}}``; the worker
@@ -142,5 +143,20 @@ class VisionBackendUnavailable(ServiceUnavailable):
     code = "VISION_BACKEND_UNAVAILABLE"
 
 
+class CompletionTimeout(ScenecapError):
+    status_code, code = 504, "COMPLETION_TIMEOUT"
+
+
 class JobCancelled(ScenecapError):
     code = "CANCELLED"
+
+
+def error_for_code(code: str, message: str) -> ScenecapError:
+    """Rebuild the error a stored code names (a failed job's), to answer with its status."""
+    pending: list[type[ScenecapError]] = [ScenecapError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code and cls.__dict__.get("code") == code:
+            return cls(message)
+        pending.extend(cls.__subclasses__())
+    return ScenecapError(message)

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     scene_threshold: float | None = Field(None, gt=0)
     jpeg_quality: int = Field(85, ge=30, le=100)
     image_inline_wait_seconds: float = Field(20.0, ge=0)
+    completion_wait_seconds: float = Field(120.0, gt=0)
+    completion_video_frames: int = Field(8, ge=1, le=60)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import frames as frame_repo
 from db import jobs
-from db.models import Job, JobFrame, JobStage
+from db.models import Job, JobFrame, JobKind, JobStage
 from scenecap.errors import JobCancelled, ScenecapError
 from scenecap.settings import Settings
+from worker.completion import answer_completion
 from worker.pipeline.extract import ExtractedFrame, extract_frames
 from worker.pipeline.fetch import fetch_media
 from worker.pipeline.merge import build_results
@@ -63,23 +64,27 @@ class JobSpec:
     """The request fields of a claimed job, detached from its session."""
 
     id: uuid.UUID
+    kind: JobKind
     media_url: str
     media_data: bytes | None
     metadata_types: tuple[str, ...]
     use_scenes: bool
     max_frames: int
     model: str | None
+    request: dict[str, Any] | None
 
     @classmethod
     def of(cls, job: Job) -> JobSpec:
         return cls(
             job.id,
+            JobKind(job.kind),
             job.media_url,
             job.media_data,
             tuple(job.requested_metadata),
             job.use_scenes,
             job.max_frames,
             job.model,
+            job.request,
         )
 
 
@@ -101,7 +106,13 @@ def run_job(job_id: uuid.UUID, rt: Runtime) -> None:
         min_interval=rt.settings.progress_min_interval_seconds,
     )
     try:
-        results, usage = analyse(spec, rt, progress)
+        if spec.kind == JobKind.COMPLETION and spec.request is not None:
+            results = answer_completion(
+                spec.id, spec.request, rt.backend, rt.settings, progress, rt.run
+            )
+            usage = results["completion"]["usage"]
+        else:
+            results, usage = analyse(spec, rt, progress)
         with rt.session_factory.begin() as session:
             if not jobs.complete_job(session, job_id, results=results, usage=usage):
                 raise JobCancelled("the job was cancelled")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
 from db import jobs
-from db.models import ApiKey, Job, JobStatus
+from db.models import ApiKey, Job, JobKind, JobStatus
 from scenecap.errors import IdempotencyConflict, JobAlreadyFinished, JobNotFound, ValidationFailed
 
 
@@ -140,14 +140,18 @@ def cancel_job(session: Session, key: ApiKey, raw_id: str) -> Job:
 
 
 def wait_for_terminal(
-    session_factory: sessionmaker[Session], key: ApiKey, job_id: uuid.UUID, timeout: float
+    session_factory: sessionmaker[Session],
+    key: ApiKey,
+    job_id: uuid.UUID,
+    timeout: float,
+    kind: JobKind = JobKind.CATEGORIES,
 ) -> Job | None:
-    """Poll the job until it ends or timeout passes (for images answered inline)."""
+    """Poll the job until it ends or timeout passes (images and completions answer inline)."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while time.monotonic() < deadline:
         with session_factory() as session:
-            job = jobs.get_owned_job(session, job_id, key.id)
+            job = jobs.get_owned_job(session, job_id, key.id, kind)
             if job is not None and JobStatus(job.status).is_terminal:
                 return job
         time.sleep(delay)

@@ -33,6 +33,8 @@ def upgrade() -> None:
         "jobs",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("api_key_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("request", sa.JSON(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("stage", sa.String(length=32), nullable=False),
         sa.Column("percent_complete", sa.Integer(), nullable=False),

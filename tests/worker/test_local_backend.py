@@ -42,3 +42,23 @@ def test_only_requested_types_are_returned() -> None:
     answer = asyncio.run(LocalBackend().caption(jpeg_of(image), CaptionRequest(("scene",))))
     assert set(answer.metadata) == {"scene"}
     assert "green" in answer.metadata["scene"]
+
+
+def test_chat_answer_says_what_was_measured_and_that_it_is_no_language_model() -> None:
+    image = np.full((120, 160, 3), PALETTE["blue"], np.uint8)
+    url = "data:image/jpeg;base64," + __import__("base64").b64encode(jpeg_of(image).jpeg).decode()
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
+        }
+    ]
+    answer = asyncio.run(
+        LocalBackend().complete(messages, model=None, temperature=0.1, max_tokens=50)
+    )
+    assert answer.model == "local-cv"
+    assert "not a language model" in answer.content
+    assert "Image 1:" in answer.content and "blue" in answer.content

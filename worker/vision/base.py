@@ -62,6 +62,16 @@ class CaptionedFrame:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChatAnswer:
+    """A backend's reply to a chat completion."""
+
+    content: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+
 class VisionBackend(ABC):
     """Captions frames and summarises a video from its captions."""
 
@@ -81,6 +91,17 @@ class VisionBackend(ABC):
         self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
     ) -> tuple[str, Usage]:
         """Write one paragraph about the whole video from its timestamped frames."""
+
+    @abstractmethod
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+    ) -> ChatAnswer:
+        """Answer a chat whose images are inline JPEG data URIs."""
 
     async def aclose(self) -> None:
         """Release connections; the default backend holds none."""

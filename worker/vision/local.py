@@ -7,6 +7,7 @@ sharpness, faces (Haar cascade) and upright people (HOG), and maps those to the 
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from scenecap.errors import MediaUnreadable
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,
+    ChatAnswer,
     FrameCaption,
     FrameImage,
     FrameMetadata,
@@ -219,6 +221,34 @@ class LocalBackend(VisionBackend):
         self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
     ) -> tuple[str, Usage]:
         return compose_description(frames, media), Usage()
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+    ) -> ChatAnswer:
+        # No language model here: describe what was measured in each image, and say so.
+        images = [
+            part["image_url"]["url"]
+            for message in messages
+            if not isinstance(message["content"], str)
+            for part in message["content"]
+            if part["type"] == "image_url"
+        ]
+        lines = []
+        for number, url in enumerate(images, start=1):
+            jpeg = base64.b64decode(url.split(",", 1)[1])
+            frame = FrameImage(number, 0.0, jpeg, 0, 0)
+            answer = await self.caption(frame, CaptionRequest(("tags",)))
+            lines.append(f"Image {number}: {answer.caption}")
+        content = (
+            "local-cv measured the images with OpenCV; it is not a language model and does "
+            "not read the question.\n" + "\n".join(lines)
+        )
+        return ChatAnswer(content, MODEL_NAME)
 
 
 def compose_description(frames: list[CaptionedFrame], media: dict[str, Any]) -> str:

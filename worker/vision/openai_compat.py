@@ -16,6 +16,7 @@ from scenecap.settings import Settings
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,
+    ChatAnswer,
     FrameCaption,
     FrameImage,
     Usage,
@@ -99,9 +100,24 @@ class OpenAIBackend(VisionBackend):
         text, usage = _content_and_usage(await self._post(body))
         return text.strip(), usage
 
-    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Forward a chat-completions body as is (for /v2/media/completions)."""
-        return await self._post(body)
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+    ) -> ChatAnswer:
+        body = {
+            "model": model or self.settings.vlm_model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        answer = await self._post(body)
+        text, usage = _content_and_usage(answer)
+        finish = (answer.get("choices") or [{}])[0].get("finish_reason") or "stop"
+        return ChatAnswer(text, str(answer.get("model") or body["model"]), usage, str(finish))
 
     async def aclose(self) -> None:
         await self._client.aclose()

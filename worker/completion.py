@@ -1,0 +1,142 @@
+"""Answer a stored chat completion: fetch its images (or sample its videos), inline them as
+JPEG data URIs within the model's budget, and ask the vision backend."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from db.models import JobStage
+from scenecap.media import decode_data_uri, is_data_uri
+from scenecap.settings import FRAME_PROMPT_TOKENS, Settings
+from worker.pipeline.extract import ExtractedFrame, extract_frames
+from worker.pipeline.fetch import fetch_media
+from worker.pipeline.plan import PlannedFrame, plan_even
+from worker.pipeline.probe import Limits, probe_media
+from worker.progress import ProgressReporter
+from worker.vision.base import ChatAnswer, VisionBackend
+
+_MIN_TOKENS_PER_FRAME = 64
+
+
+def answer_completion(
+    job_id: uuid.UUID,
+    request: dict[str, Any],
+    backend: VisionBackend,
+    settings: Settings,
+    progress: ProgressReporter,
+    run: Callable[[Coroutine[Any, Any, ChatAnswer]], ChatAnswer],
+) -> dict[str, Any]:
+    """Return the job's results: {"completion": <an OpenAI chat.completion object>}."""
+    progress.stage(JobStage.DOWNLOADING)
+    max_tokens = int(request.get("max_tokens") or settings.caption_max_tokens)
+    with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
+        messages = inline_media(request["messages"], Path(directory), settings, max_tokens)
+    progress.stage(JobStage.CAPTIONING)
+    answer = run(
+        backend.complete(
+            messages,
+            model=request.get("model"),
+            temperature=float(request.get("temperature", settings.vlm_temperature)),
+            max_tokens=max_tokens,
+        )
+    )
+    usage = {
+        "prompt_tokens": answer.usage.prompt_tokens,
+        "completion_tokens": answer.usage.completion_tokens,
+        "total_tokens": answer.usage.prompt_tokens + answer.usage.completion_tokens,
+    }
+    return {
+        "completion": {
+            "id": f"chatcmpl-{job_id.hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": answer.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.content},
+                    "finish_reason": answer.finish_reason,
+                }
+            ],
+            "usage": usage,
+        }
+    }
+
+
+def inline_media(
+    messages: list[dict[str, Any]], directory: Path, settings: Settings, max_tokens: int
+) -> list[dict[str, Any]]:
+    """Replace each image_url part by JPEG data URIs: one for an image, sampled frames for a
+    video, all sized so the images, the text and the answer fit the model's context."""
+    sources = [
+        _fetch(part["image_url"]["url"], directory, n, settings)
+        for n, part in enumerate(p for m in messages for p in _parts(m) if p["type"] == "image_url")
+    ]
+    slots = sum(settings.completion_video_frames if kind == "video" else 1 for _p, kind in sources)
+    text_tokens = sum(len(p.get("text", "")) for m in messages for p in _parts(m)) // 3
+    room = settings.vlm_context_tokens - max_tokens - FRAME_PROMPT_TOKENS - text_tokens
+    per_slot = max(_MIN_TOKENS_PER_FRAME, room // max(1, slots))
+    max_pixels = min(settings.frame_max_pixels, per_slot * 28 * 28)
+    replaced = iter(_as_parts(path, kind, settings, max_pixels) for path, kind in sources)
+    out = []
+    for message in messages:
+        if isinstance(message["content"], str):
+            out.append(message)
+            continue
+        content: list[dict[str, Any]] = []
+        for part in message["content"]:
+            content.extend(next(replaced) if part["type"] == "image_url" else [part])
+        out.append({**message, "content": content})
+    return out
+
+
+def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message["content"]
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def _fetch(url: str, directory: Path, number: int, settings: Settings) -> tuple[Path, str]:
+    folder = directory / str(number)
+    folder.mkdir()
+    data = decode_data_uri(url, max_bytes=settings.max_media_bytes) if is_data_uri(url) else None
+    path, sniffed = fetch_media(url, data, folder, settings)
+    return path, sniffed.kind
+
+
+def _as_parts(path: Path, kind: str, settings: Settings, max_pixels: int) -> list[dict[str, Any]]:
+    limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
+    info = probe_media(path, limits, is_image=kind == "image")
+    if kind == "image":
+        plan = [PlannedFrame(0, 0.0)]
+    else:
+        plan = plan_even(
+            info.duration, settings.completion_video_frames, settings.min_frame_gap_seconds
+        )
+    frames = list(
+        extract_frames(
+            path,
+            plan,
+            max_pixels=max_pixels,
+            jpeg_quality=settings.jpeg_quality,
+            policy=settings.extract_policy,
+            keyframes=list(info.keyframes) or None,
+        )
+    )
+    parts: list[dict[str, Any]] = [_image_part(frame) for frame in frames]
+    if kind == "video":
+        times = ", ".join(f"{frame.timestamp:.1f}" for frame in frames)
+        parts.insert(
+            0, {"type": "text", "text": f"Frames of a {info.duration:.1f} s video at {times} s:"}
+        )
+    return parts
+
+
+def _image_part(frame: ExtractedFrame) -> dict[str, Any]:
+    data = base64.b64encode(frame.jpeg).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}}
