@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench clean
+.PHONY: install demo dev services lint test bench bench-captioning clean
 
 $(BIN)/scenecap: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: install services lint ## lint, then the whole test suite against real Post
 
 bench: install ## media-pipeline benchmark (BENCH_ARGS=--long adds the 30-minute video)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-captioning: install ## captioning stage against the fake VLM: concurrency vs ideal, per-frame overhead
+	$(BIN)/python -m bench.captioning
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -24,7 +24,7 @@ from scenecap.sample import PALETTE
 
 def dominant_colour(jpeg: bytes) -> str:
     """The palette colour closest to the image's median pixel (the sample's background)."""
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
     median = np.median(image.reshape(-1, 3), axis=0)
     return min(PALETTE, key=lambda name: float(np.linalg.norm(np.array(PALETTE[name]) - median)))
 
@@ -62,6 +62,7 @@ class FakeVLM:
     violations: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    work_seconds: float = 0.0  # the fake's own parsing and image analysis, for the benchmark
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -71,6 +72,7 @@ class FakeVLM:
             self.requests.clear()
             self.violations.clear()
             self.max_in_flight = 0
+            self.work_seconds = 0.0
 
     def image_requests(self) -> list[RecordedRequest]:
         with self.lock:
@@ -124,9 +126,24 @@ def validate(body: Any) -> tuple[list[str], bytes | None]:
 def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; with Nagle on, the body waits ~40 ms for the
+        # client's delayed ACK. Real servers (uvicorn, vLLM) set TCP_NODELAY too.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             return None
+
+        def do_GET(self) -> None:
+            if self.path != "/stats":
+                self._send(404, {"error": {"message": "not found"}})
+                return
+            with state.lock:
+                stats = {
+                    "requests": len(state.requests),
+                    "max_in_flight": state.max_in_flight,
+                    "work_seconds": state.work_seconds,
+                }
+            self._send(200, stats)
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -161,8 +178,10 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
                 failing = state.fail_next > 0
                 state.fail_next -= 1 if failing else 0
                 delay = state.delay
-            time.sleep(delay)  # Simulated model latency.
             colour = dominant_colour(image) if image is not None else None
+            with state.lock:
+                state.work_seconds += time.monotonic() - started
+            time.sleep(delay)  # Simulated model latency.
             with state.lock:
                 state.requests.append(RecordedRequest(started, time.monotonic(), colour, body))
             if failing:
@@ -222,13 +241,19 @@ def completion(body: dict[str, Any], colour: str | None, *, malformed: bool) -> 
     }
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 drops connection attempts when many requests start
+    # at once (their SYNs are retried a second later); real servers listen with far more.
+    request_queue_size = 128
+
+
 class FakeVLMServer:
     """Run the fake on a free port in a daemon thread."""
 
     def __init__(self) -> None:
         self.state = FakeVLM()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(self.state))
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), make_handler(self.state))
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -242,3 +267,21 @@ class FakeVLMServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def main() -> None:
+    """Run the fake on its own (`python -m tests.fake_vlm --delay 0.2`), as the benchmark does."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    state = FakeVLM(delay=args.delay)
+    server = _Server(("127.0.0.1", args.port), make_handler(state))
+    print(f"http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,12 @@ STAGE_SPANS: dict[JobStage, tuple[int, int]] = {
 
 
 class ProgressReporter:
-    """Throttled progress writes that double as cancellation checkpoints and lease renewals."""
+    """Throttled progress writes that double as cancellation checkpoints and lease renewals.
+
+    At most one write per `min_interval` (stage changes always write); a cancelled job is
+    noticed at the first write after the cancellation. The lock guards only the bookkeeping:
+    concurrent frames never queue behind one another's database round trip.
+    """
 
     def __init__(
         self,
@@ -41,7 +46,7 @@ class ProgressReporter:
         self._lock = threading.Lock()
         self._stage: JobStage | None = None
         self._percent = 0
-        self._written_at = 0.0
+        self._written_at = -float("inf")
 
     def stage(self, stage: JobStage, fraction: float = 0.0) -> None:
         """Report progress through a stage (fraction 0..1); raise JobCancelled if cancelled."""
@@ -49,30 +54,26 @@ class ProgressReporter:
         percent = min(99, round(start + (end - start) * max(0.0, min(1.0, fraction))))
         with self._lock:
             now = time.monotonic()
-            due = now - self._written_at >= self.min_interval
-            if stage == self._stage and not due:
+            if stage == self._stage and now - self._written_at < self.min_interval:
+                self._percent = max(self._percent, percent)
                 return
             self._stage, self._percent = stage, max(self._percent, percent)
             self._written_at = now
-            with self.session_factory.begin() as session:
-                still_running = jobs.record_progress(
-                    session,
-                    self.job_id,
-                    stage=stage,
-                    percent=self._percent,
-                    lease_seconds=self.lease_seconds,
-                )
-        if not still_running:
-            raise JobCancelled("the job was cancelled")
+            percent = self._percent
+        self._write(stage, percent)
 
     def checkpoint(self) -> None:
-        """Check for cancellation now, whatever the throttle says."""
-        with self._lock:
-            self._written_at = 0.0
+        """A cancellation checkpoint between frames (a write, unless one was just made)."""
         if self._stage is not None:
-            self.stage(self._stage, self._fraction_now())
+            start, end = STAGE_SPANS[self._stage]
+            self.stage(
+                self._stage, 0.0 if end == start else (self._percent - start) / (end - start)
+            )
 
-    def _fraction_now(self) -> float:
-        assert self._stage is not None
-        start, end = STAGE_SPANS[self._stage]
-        return 0.0 if end == start else (self._percent - start) / (end - start)
+    def _write(self, stage: JobStage, percent: int) -> None:
+        with self.session_factory.begin() as session:
+            still_running = jobs.record_progress(
+                session, self.job_id, stage=stage, percent=percent, lease_seconds=self.lease_seconds
+            )
+        if not still_running:
+            raise JobCancelled("the job was cancelled")

@@ -164,7 +164,7 @@ def analyse(
             progress.stage(JobStage.EXTRACTING_FRAMES, len(extracted) / len(todo))
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
     rt.run(
-        _caption_all(rt, spec.id, request, extracted, progress, done=len(stored), total=len(plan))
+        caption_frames(rt, spec.id, request, extracted, progress, done=len(stored), total=len(plan))
     )
 
     progress.stage(JobStage.SUMMARIZING)
@@ -217,7 +217,7 @@ def plan_frames(
     return plan_scenes(scenes, count)
 
 
-async def _caption_all(
+async def caption_frames(
     rt: Runtime,
     job_id: uuid.UUID,
     request: CaptionRequest,

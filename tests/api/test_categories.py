@@ -269,11 +269,12 @@ class TestList:
         assert second["next_cursor"] is None
         assert all(job["results"] is None for job in first["data"])
 
-    def test_status_filter(self, client: httpx.Client, media_server: str) -> None:
+    def test_status_filter(self, client: httpx.Client, media_server: str, fake_vlm: Any) -> None:
+        fake_vlm.delay = 1.0  # the job cannot finish before it is cancelled
         job_id = client.post(
             "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4"}
         ).json()["job_id"]
-        client.delete(f"/v2/media/categories/{job_id}")
+        assert client.delete(f"/v2/media/categories/{job_id}").status_code == 200
         cancelled = client.get("/v2/media/categories", params={"status": "CANCELLED"}).json()
         completed = client.get("/v2/media/categories", params={"status": "COMPLETED"}).json()
         assert [job["job_id"] for job in cancelled["data"]] == [job_id]
@@ -289,7 +290,10 @@ class TestList:
 
 
 class TestCancel:
-    def test_cancelling_twice_is_409(self, client: httpx.Client, media_server: str) -> None:
+    def test_cancelling_twice_is_409(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        fake_vlm.delay = 1.0  # the job cannot finish before it is cancelled
         job_id = client.post(
             "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4"}
         ).json()["job_id"]
