@@ -3,8 +3,9 @@
 60 frames captioned against the fake VLM (a real HTTP server in its own process, as a real
 model server would be) with a fixed latency L per request, at several concurrency limits C:
 measured time vs the ideal ceil(N/C)*L and vs the sequential N*L. Then L=0: our own
-per-frame overhead (request build, HTTP, parse, DB write), and a frame's JPEG encode. The database is a migrated SQLite file
-unless --database-url names another (e.g. the PostgreSQL the tests use).
+per-frame overhead (request build, HTTP, parse, DB write), and a frame's JPEG encode.
+The database is a migrated SQLite file unless --database-url names another (e.g. the
+PostgreSQL the tests use).
 """
 
 from __future__ import annotations
