@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from db.models import Job, JobStatus
+from db.models import Job, JobStatus, as_utc
 from scenecap.media import METADATA_TYPES
 
 MetadataType = Literal["categories", "participants", "actions", "scene", "tags"]
@@ -199,13 +199,75 @@ class CompletionResponse(BaseModel):
     usage: CompletionUsage
 
 
+class WebhookConfig(BaseModel):
+    """The key's default webhook URL (used when a job names none)."""
+
+    url: str | None
+    secret_prefix: str
+
+
+class WebhookConfigUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(max_length=2048)
+
+
+class SecretRotation(BaseModel):
+    webhook_secret: str
+    previous_secret_valid_until: datetime
+
+
+class WebhookAttemptOut(BaseModel):
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookEventOut(BaseModel):
+    webhook_id: str
+    type: str
+    url: str
+    status: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+    attempt_log: list[WebhookAttemptOut]
+
+    @classmethod
+    def of(cls, event: Any, attempts: list[Any]) -> WebhookEventOut:
+        return cls(
+            webhook_id=event.webhook_id,
+            type=event.type,
+            url=event.url,
+            status=event.status,
+            attempts=event.attempts,
+            created_at=as_utc(event.created_at),
+            next_attempt_at=_utc(event.next_attempt_at),
+            delivered_at=_utc(event.delivered_at),
+            last_error=event.last_error,
+            attempt_log=[
+                WebhookAttemptOut(
+                    attempted_at=as_utc(a.attempted_at),
+                    status_code=a.status_code,
+                    error=a.error,
+                    duration_ms=a.duration_ms,
+                )
+                for a in attempts
+            ],
+        )
+
+
+class WebhookEventList(BaseModel):
+    data: list[WebhookEventOut]
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
 
 
-def _utc(value: datetime | None) -> Any:
-    # SQLite hands datetimes back naive; they were written in UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _utc(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None

@@ -60,7 +60,7 @@ def time_caption_stage(
         jobs.claim_job(session, job_id, "bench", 600)
     loop = asyncio.new_event_loop()
     backend = OpenAIBackend(settings)
-    rt = Runtime(settings, session_factory, backend, "bench", loop)  # type: ignore[arg-type]
+    rt = Runtime(settings, session_factory, backend, "bench", loop, lambda _id, _delay: None)  # type: ignore[arg-type]
     progress = ProgressReporter(
         session_factory,
         job_id,

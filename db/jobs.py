@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, undefer
 
+from db import webhooks
 from db.models import Job, JobKind, JobStage, JobStatus, utcnow
 
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
@@ -77,7 +78,7 @@ def cancel_job(session: Session, job_id: uuid.UUID) -> bool:
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
         .values(status=JobStatus.CANCELLED, updated_at=now, completed_at=now, lease_expires_at=None)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
 
 
 def claim_job(
@@ -164,7 +165,7 @@ def complete_job(
             lease_expires_at=None,
         )
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
 
 
 def fail_job(session: Session, job_id: uuid.UUID, *, code: str, message: str) -> bool:
@@ -182,7 +183,15 @@ def fail_job(session: Session, job_id: uuid.UUID, *, code: str, message: str) ->
             lease_expires_at=None,
         )
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+
+
+def _ended(session: Session, job_id: uuid.UUID, rowcount: int) -> bool:
+    """After a terminal update: write the webhook outbox row in the same transaction."""
+    if rowcount != 1:
+        return False
+    webhooks.add_terminal_event(session, job_id)
+    return True
 
 
 def job_status(session: Session, job_id: uuid.UUID) -> JobStatus | None:

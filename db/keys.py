@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey
+from db.models import ApiKey, utcnow
 
 KEY_PREFIX = "sc_"
 
@@ -25,11 +26,23 @@ def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
         name=name,
         key_hash=hash_key(plaintext),
         key_prefix=plaintext[:10],
-        webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        webhook_secret=new_webhook_secret(),
     )
     session.add(key)
     session.flush()
     return key, plaintext
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def rotate_webhook_secret(key: ApiKey, grace_seconds: float) -> str:
+    """Give the key a new signing secret; the old one still signs until the grace ends."""
+    key.previous_webhook_secret = key.webhook_secret
+    key.previous_secret_expires_at = utcnow() + timedelta(seconds=grace_seconds)
+    key.webhook_secret = new_webhook_secret()
+    return key.webhook_secret
 
 
 def find_active_key(session: Session, plaintext: str) -> ApiKey | None:

@@ -122,6 +122,14 @@ class Download:
     content_type: str | None
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What a receiver answered (its body is read, capped, and dropped)."""
+
+    status_code: int
+    headers: httpx.Headers
+
+
 class SafeHttpClient:
     """Synchronous SSRF-safe client; one instance may serve many requests."""
 
@@ -189,6 +197,41 @@ class SafeHttpClient:
             finally:
                 response.close()
         raise MediaUnreachable(f"more than {self.max_redirects} redirects")
+
+    def post(
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        max_response_bytes: int = 64 * 1024,
+    ) -> Reply:
+        """POST once to a checked, pinned address: redirects are not followed, the whole
+        exchange has a deadline, and at most max_response_bytes of the answer are read (a
+        slow-drip receiver is cut off)."""
+        deadline = time.monotonic() + timeout
+        checked = self.policy.check(url)
+        request = self._client.build_request(
+            "POST",
+            checked.pinned(),
+            content=content,
+            headers={**headers, "Host": checked.url.netloc.decode("ascii")},
+            extensions={"sni_hostname": checked.url.host, "timeout": _remaining_timeout(deadline)},
+        )
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise MediaUnreachable(f"{type(exc).__name__} reaching {checked.url.host}") from exc
+        try:
+            read = 0
+            for chunk in _iter_with_deadline(response, deadline):
+                read += len(chunk)
+                if read >= max_response_bytes:
+                    break
+            return Reply(response.status_code, response.headers)
+        finally:
+            response.close()
 
     def peek(self, url: str, *, nbytes: int = 4096, timeout: float = 15.0) -> bytes:
         """Return up to the first nbytes of url's body (for sniffing its type at submit time)."""

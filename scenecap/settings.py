@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     completion_video_frames: int = Field(8, ge=1, le=60)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)
+    # Seconds before each attempt (Svix's schedule): now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_secret_grace_seconds: float = Field(24 * 3600.0, ge=0)
 
     job_lease_seconds: int = Field(120, ge=5)
     reaper_interval_seconds: int = Field(60, ge=1)

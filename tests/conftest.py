@@ -161,6 +161,9 @@ def settings(fake_vlm_server: FakeVLMServer) -> Settings:
         job_lease_seconds=30,
         reaper_interval_seconds=5,
         progress_min_interval_seconds=0.05,
+        # Three attempts, each in a new second (webhook-timestamp has one-second resolution).
+        webhook_retry_schedule="0,1.1,1.1",
+        webhook_timeout_seconds=1.5,
     )
 
 

@@ -66,6 +66,11 @@ def create_celery(settings: Settings) -> Celery:
                 "task": "scenecap.media.reap_jobs",
                 "schedule": float(settings.reaper_interval_seconds),
             },
+            "sweep-webhook-outbox": {
+                "task": "scenecap.webhooks.sweep",
+                "schedule": float(settings.reaper_interval_seconds),
+                "options": {"queue": WEBHOOKS_QUEUE},
+            },
         },
         enable_utc=True,
     )

@@ -33,7 +33,8 @@ def reap_lapsed_jobs(
                 )
             elif jobs.requeue_job(session, job.id, settings.job_lease_seconds):
                 requeued.append(job.id)
-    # Enqueue after commit: the worker must see the job PENDING.
+    # Enqueue after commit: the worker must see the job PENDING. (The WORKER_LOST events
+    # written above are sent by the outbox sweep, which beat runs on the same interval.)
     for job_id in requeued:
         enqueue(job_id)
     if lapsed:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import tempfile
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import frames as frame_repo
 from db import jobs
+from db import webhooks as webhook_repo
 from db.models import Job, JobFrame, JobKind, JobStage
 from scenecap.errors import JobCancelled, ScenecapError
 from scenecap.settings import Settings
@@ -53,6 +54,8 @@ class Runtime:
     backend: VisionBackend
     worker_id: str
     loop: asyncio.AbstractEventLoop
+    # Queue a webhook delivery attempt: (event id, delay in seconds).
+    enqueue_webhook: Callable[[uuid.UUID, float], None]
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         # One loop per process keeps the backend's connection pool alive across jobs.
@@ -96,9 +99,25 @@ def run_job(job_id: uuid.UUID, rt: Runtime) -> None:
             log.info("job %s is not pending or running; nothing to do", job_id)
             return
         spec, attempts = JobSpec.of(job), job.attempts
-    if attempts > rt.settings.job_max_attempts:
-        _fail(rt, job_id, "WORKER_LOST", f"the job was interrupted {attempts - 1} times; giving up")
-        return
+    try:
+        if attempts > rt.settings.job_max_attempts:
+            _fail(rt, job_id, "WORKER_LOST", f"the job was interrupted {attempts - 1} times")
+        else:
+            _process(spec, rt)
+    finally:
+        # Enqueue after commit: the outbox row was written with the terminal state.
+        queue_webhooks(rt, job_id)
+
+
+def queue_webhooks(rt: Runtime, job_id: uuid.UUID) -> None:
+    with rt.session_factory() as session:
+        pending = webhook_repo.pending_event_ids(session, job_id)
+    for event_id in pending:
+        rt.enqueue_webhook(event_id, 0.0)
+
+
+def _process(spec: JobSpec, rt: Runtime) -> None:
+    job_id = spec.id
     progress = ProgressReporter(
         rt.session_factory,
         job_id,

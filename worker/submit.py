@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from kombu.exceptions import OperationalError
 
 from scenecap.errors import BrokerUnavailable
 from scenecap.settings import Settings
-from worker.celery_app import MEDIA_QUEUE, create_celery
+from worker.celery_app import MEDIA_QUEUE, WEBHOOKS_QUEUE, create_celery
 
 PROCESS_JOB = "scenecap.media.process_job"
+DELIVER_WEBHOOK = "scenecap.webhooks.deliver"
 
 
 class JobQueue:
@@ -25,6 +27,12 @@ class JobQueue:
             self.celery.send_task(PROCESS_JOB, args=[str(job_id)], queue=MEDIA_QUEUE)
         except (OperationalError, OSError) as exc:
             raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
+
+    def enqueue_webhook(self, event_id: uuid.UUID) -> None:
+        """Queue a delivery attempt of a committed webhook event (the sweep retries if lost)."""
+        # If the broker is down the event row is still committed: the outbox sweep sends it.
+        with contextlib.suppress(OperationalError, OSError):
+            self.celery.send_task(DELIVER_WEBHOOK, args=[str(event_id)], queue=WEBHOOKS_QUEUE)
 
     def reachable(self) -> bool:
         """Tell whether the broker accepts a connection right now."""

@@ -120,5 +120,10 @@ def get_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
     responses=responses(*_AUTH, errors.JobNotFound, errors.JobAlreadyFinished),
     summary="Cancel a job (a running job stops at its next checkpoint)",
 )
-def cancel_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
-    return JobOut.of(service.cancel_job(session, key, job_id))
+def cancel_job(job_id: str, session: SessionDep, key: ApiKeyDep, queue: QueueDep) -> JobOut:
+    job = service.cancel_job(session, key, job_id)
+    # The cancellation and its webhook outbox row commit together; delivery is queued after.
+    session.commit()
+    for event_id in service.pending_webhooks(session, job.id):
+        queue.enqueue_webhook(event_id)
+    return JobOut.of(job)

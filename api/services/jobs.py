@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
-from db import jobs
+from db import jobs, webhooks
 from db.models import ApiKey, Job, JobKind, JobStatus
 from scenecap.errors import IdempotencyConflict, JobAlreadyFinished, JobNotFound, ValidationFailed
 
@@ -137,6 +137,10 @@ def cancel_job(session: Session, key: ApiKey, raw_id: str) -> Job:
         )
     session.refresh(job)
     return job
+
+
+def pending_webhooks(session: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
+    return webhooks.pending_event_ids(session, job_id)
 
 
 def wait_for_terminal(

@@ -1,0 +1,130 @@
+"""Deliver one webhook event: sign it, POST it through the SSRF-safe client, log the attempt,
+and schedule the next one (exponential schedule with jitter, Retry-After honoured)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import webhooks
+from db.models import ApiKey, WebhookEvent, WebhookStatus, as_utc, utcnow
+from scenecap.errors import ScenecapError
+from scenecap.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.settings import Settings
+from scenecap.signing import signature_header
+
+log = logging.getLogger(__name__)
+_MAX_RETRY_AFTER = 24 * 3600.0
+
+# enqueue(event_id, delay_seconds): queue another delivery attempt.
+Enqueue = Callable[[uuid.UUID, float], None]
+
+
+def retry_schedule(settings: Settings) -> list[float]:
+    """Seconds to wait before each attempt (the first is normally 0)."""
+    return [float(part) for part in settings.webhook_retry_schedule.split(",")]
+
+
+def deliver_event(
+    event_id: uuid.UUID,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    enqueue: Enqueue,
+) -> WebhookStatus | None:
+    """Make one delivery attempt if the event is due; return its outcome (None if not due)."""
+    lock = settings.webhook_timeout_seconds + 30
+    with session_factory.begin() as session:
+        event = webhooks.claim_event(session, event_id, lock)
+        if event is None:
+            return None
+        key = session.get(ApiKey, event.api_key_id)
+        assert key is not None
+        secrets = [key.webhook_secret]
+        rotated = key.previous_secret_expires_at
+        if key.previous_webhook_secret and rotated and as_utc(rotated) > utcnow():
+            secrets.append(key.previous_webhook_secret)
+        url, body, webhook_id, attempts = event.url, event.body, event.webhook_id, event.attempts
+
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "scenecap-webhooks/1",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secrets, webhook_id, timestamp, body),
+    }
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    started = time.monotonic()
+    policy = UrlPolicy(allow_private=settings.allow_private_urls)
+    try:
+        # Checked again at every attempt: the name may resolve elsewhere now.
+        with SafeHttpClient(policy, max_redirects=0) as client:
+            reply = client.post(
+                url,
+                content=body.encode(),
+                headers=headers,
+                timeout=settings.webhook_timeout_seconds,
+            )
+        status_code = reply.status_code
+        if status_code in (429, 503):
+            retry_after = _retry_after(reply.headers.get("retry-after"))
+    except ScenecapError as exc:
+        error = f"{exc.code}: {exc.message}"
+    duration_ms = round((time.monotonic() - started) * 1000)
+
+    schedule = retry_schedule(settings)
+    delay: float | None = None
+    if status_code is not None and 200 <= status_code < 300:
+        outcome = WebhookStatus.DELIVERED
+    elif status_code == 410:
+        outcome, error = WebhookStatus.FAILED, "the receiver answered 410 Gone: no more attempts"
+    elif attempts + 1 >= len(schedule):
+        outcome = WebhookStatus.FAILED
+    else:
+        outcome = WebhookStatus.PENDING
+        planned = schedule[attempts + 1]
+        delay = retry_after if retry_after is not None else planned * random.uniform(0.9, 1.1)
+    if status_code is not None and 300 <= status_code < 400:
+        error = f"HTTP {status_code}: redirects are not followed"
+    with session_factory.begin() as session:
+        event = session.get(WebhookEvent, event_id)
+        assert event is not None
+        webhooks.record_attempt(
+            session,
+            event,
+            status_code=status_code,
+            error=error,
+            duration_ms=duration_ms,
+            outcome=outcome,
+            next_attempt_at=utcnow() + timedelta(seconds=delay) if delay is not None else None,
+        )
+    if delay is not None:
+        enqueue(event_id, delay)
+    log.info(
+        "webhook %s attempt %d: %s (%s)", webhook_id, attempts + 1, outcome, status_code or error
+    )
+    return outcome
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(_MAX_RETRY_AFTER, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None
+
+
+def sweep_due_events(session_factory: sessionmaker[Session], enqueue: Enqueue) -> int:
+    """Queue every due event no delivery holds (after a crash between commit and enqueue)."""
+    with session_factory() as session:
+        due = webhooks.due_event_ids(session)
+    for event_id in due:
+        enqueue(event_id, 0.0)
+    return len(due)
