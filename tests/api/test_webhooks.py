@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,9 +20,11 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from db import jobs as job_repo
 from db.keys import create_key
+from db.webhooks import events_for_job, pending_event_ids
 from scenecap.signing import signature_header
 from tests.api.test_categories import assert_error
 from tests.conftest import client_for, is_terminal, poll_job, wait_for
+from worker.webhooks import deliver_event
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -67,7 +70,7 @@ def receiver() -> Iterator[Receiver]:
                 return
             statuses = state.script.get(self.path, [{"gone": 410}.get(kind, 200)])
             status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
-            self._answer(status, {"Retry-After": "0"} if status == 429 else {})
+            self._answer(status, {"Retry-After": "7"} if status in (429, 503) else {})
 
         def _answer(self, status: int, headers: dict[str, str]) -> None:
             self.send_response(status)
@@ -225,6 +228,54 @@ class TestRetries:
         [event] = settled(client, job_id)
         assert event["status"] == "delivered" and event["attempts"] == 3
         assert [a["status_code"] for a in event["attempt_log"]] == [500, 500, 200]
+
+    def test_retry_after_is_honoured_over_the_schedule(
+        self,
+        account: tuple[httpx.Client, str],
+        receiver: Receiver,
+        media_server: str,
+        fake_vlm: Any,
+    ) -> None:
+        client, _secret = account
+        url, path = hook(receiver, "busy")
+        receiver.script[path] = [503, 200]
+        job_id = submit(client, media_server, url)
+        event = wait_for(
+            lambda: (d := deliveries(client, job_id)) and d[0]["attempt_log"] and d[0],
+            timeout=30,
+            what="a first attempt",
+        )
+        assert event["status"] == "pending"
+        first = datetime.fromisoformat(event["attempt_log"][0]["attempted_at"])
+        wait = (datetime.fromisoformat(event["next_attempt_at"]) - first).total_seconds()
+        assert 6 <= wait <= 8, "Retry-After: 7 wins over the schedule's 1.1 s"
+
+    def test_delivery_checks_the_url_policy_again(
+        self, session_factory: Any, settings: Any, receiver: Receiver, media_server: str
+    ) -> None:
+        """The name may resolve elsewhere by delivery time: every attempt is checked."""
+        url, path = hook(receiver, "ok")
+        with session_factory.begin() as session:
+            key, _plaintext = create_key(session, "policy")
+            job = job_repo.create_job(
+                session,
+                api_key_id=key.id,
+                media_url="x",
+                media_type="video",
+                requested_metadata=["tags"],
+                webhook_url=url,
+                status="PENDING",
+            )
+            job_repo.cancel_job(session, job.id)
+            [event_id] = pending_event_ids(session, job.id)
+        strict = settings.model_copy(update={"allow_private_urls": False})
+        queued: list[uuid.UUID] = []
+        deliver_event(event_id, session_factory, strict, lambda e, _delay: queued.append(e))
+        with session_factory() as session:
+            [(event, attempts)] = events_for_job(session, job.id)
+        assert attempts[0].error.startswith("URL_NOT_ALLOWED") and attempts[0].status_code is None
+        assert event.status == "pending" and queued == [event_id]
+        assert not receiver.at(path)
 
     def test_redirects_are_failures_not_followed(
         self,
