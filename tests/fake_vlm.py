@@ -58,6 +58,8 @@ class FakeVLM:
     retry_after: str | None = None
     malformed: bool = False
     refuse_response_format: bool = False
+    # Accept response_format but answer chattily around fenced JSON (as some servers do).
+    ignore_response_format: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -68,7 +70,7 @@ class FakeVLM:
     def reset(self) -> None:
         with self.lock:
             self.delay, self.fail_next, self.fail_status, self.retry_after = 0.0, 0, 500, None
-            self.malformed = self.refuse_response_format = False
+            self.malformed = self.refuse_response_format = self.ignore_response_format = False
             self.requests.clear()
             self.violations.clear()
             self.max_in_flight = 0
@@ -188,7 +190,12 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
                 headers = {"Retry-After": state.retry_after} if state.retry_after else {}
                 self._send(state.fail_status, {"error": {"message": "induced failure"}}, headers)
                 return
-            self._send(200, completion(body, colour, malformed=state.malformed))
+            self._send(
+                200,
+                completion(
+                    body, colour, malformed=state.malformed, chatty=state.ignore_response_format
+                ),
+            )
 
         def _send(
             self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
@@ -207,13 +214,19 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-def completion(body: dict[str, Any], colour: str | None, *, malformed: bool) -> dict[str, Any]:
+def completion(
+    body: dict[str, Any], colour: str | None, *, malformed: bool, chatty: bool = False
+) -> dict[str, Any]:
     if colour is None:
         text = body["messages"][-1]["content"]
         count = sum(1 for line in text.splitlines() if line.startswith("["))
         content = f"A video summarised from {count} captions."
     elif malformed:
         content = f"Sure! The frame is mostly {colour}. {{not json"
+    elif chatty:
+        content = (
+            f"Here is the analysis:\n```json\n{json.dumps(answer_for(colour))}\n```\nAnything else?"
+        )
     else:
         answer = answer_for(colour)
         schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")

@@ -162,6 +162,21 @@ class TestVisionModel:
             assert frame["tags"] == [colour_at(frame["timestamp"]), "squares"]
         assert all("response_format" not in r.body for r in fake_vlm.image_requests())
 
+    def test_a_server_that_ignores_response_format_is_parsed_leniently(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        fake_vlm.ignore_response_format = True
+        job = poll_job(
+            client,
+            submit(client, media_url=f"{media_server}/sample.mp4", max_frames=2),
+            until=is_terminal,
+        )
+        assert job["status"] == "COMPLETED", job["error"]
+        for frame in job["results"]["frames"]:
+            assert "metadata_unparsed" not in frame
+            assert frame["tags"] == [colour_at(frame["timestamp"]), "squares"]
+            assert frame["caption"].startswith(f"A {colour_at(frame['timestamp'])} background")
+
 
 class TestFailures:
     @pytest.mark.parametrize("name", ["truncated.mp4"])
