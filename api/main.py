@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import scenecap
 from api.errors import BodySizeLimit, install_error_handlers
-from api.routes import categories, completions, health, webhooks
+from api.routes import categories, completions, health, metrics, webhooks
 from api.services.media_check import MediaInspector
 from db.session import make_engine, make_session_factory
 from scenecap.settings import Settings, get_settings
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(categories.router)
     app.include_router(completions.router)
     app.include_router(webhooks.router)

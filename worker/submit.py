@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 
+from amqp.exceptions import ChannelError
 from kombu.exceptions import OperationalError
 
 from scenecap.errors import BrokerUnavailable
@@ -33,6 +34,14 @@ class JobQueue:
         # If the broker is down the event row is still committed: the outbox sweep sends it.
         with contextlib.suppress(OperationalError, OSError):
             self.celery.send_task(DELIVER_WEBHOOK, args=[str(event_id)], queue=WEBHOOKS_QUEUE)
+
+    def depth(self, queue: str) -> int:
+        """Messages waiting in a queue (0 if it was never declared, or the broker is down)."""
+        try:
+            with self.celery.connection_for_read() as connection, connection.channel() as channel:
+                return int(channel.queue_declare(queue, passive=True).message_count)
+        except (OperationalError, OSError, ChannelError):
+            return 0
 
     def reachable(self) -> bool:
         """Tell whether the broker accepts a connection right now."""

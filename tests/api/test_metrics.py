@@ -1,0 +1,43 @@
+"""GET /metrics: Prometheus text, figures that follow what the service did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import is_terminal, poll_job
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def scrape(api_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = httpx.get(f"{api_url}/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_jobs_frames_and_tokens(
+    api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    before = scrape(api_url)
+    completed = (("kind", "categories"), ("status", "COMPLETED"))
+    job_id = client.post(
+        "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4", "max_frames": 3}
+    ).json()["job_id"]
+    assert poll_job(client, job_id, until=is_terminal)["status"] == "COMPLETED"
+    after = scrape(api_url)
+    assert after[("scenecap_jobs", completed)] == before[("scenecap_jobs", completed)] + 1
+    frames = ("scenecap_frames_captioned_total", ())
+    assert after[frames] == before[frames] + 3
+    prompt = ("scenecap_vision_tokens_total", (("type", "prompt"),))
+    assert after[prompt] > before[prompt]
+    assert ("scenecap_queue_depth", (("queue", "media"),)) in after
+    assert ("scenecap_webhook_attempts_total", (("outcome", "2xx"),)) in after
