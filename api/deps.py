@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.ratelimit import RateLimiter
 from api.services.media_check import MediaInspector
 from db.keys import find_active_key
 from db.models import ApiKey
@@ -35,6 +36,7 @@ _bearer = HTTPBearer(auto_error=False, description="scenecap API key")
 
 
 def get_api_key(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
@@ -44,6 +46,9 @@ def get_api_key(
     key = find_active_key(session, credentials.credentials)
     if key is None:
         raise Unauthenticated("unknown or revoked API key")
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is not None:
+        limiter.hit(key.id)
     return key
 
 

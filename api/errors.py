@@ -17,6 +17,7 @@ from scenecap.errors import (
     DatabaseUnavailable,
     MalformedJson,
     MethodNotAllowed,
+    RateLimited,
     RequestTooLarge,
     RouteNotFound,
     ScenecapError,
@@ -30,6 +31,8 @@ def error_response(error: ScenecapError, headers: dict[str, str] | None = None) 
     body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
     if error.status_code == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    if isinstance(error, RateLimited):
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
     return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 import scenecap
 from api.errors import BodySizeLimit, install_error_handlers
+from api.ratelimit import RateLimiter
 from api.routes import categories, completions, health, metrics, webhooks
 from api.services.media_check import MediaInspector
 from db.session import make_engine, make_session_factory
@@ -39,6 +40,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.queue = JobQueue(settings)
     app.state.inspector = MediaInspector(settings)
+    limited = settings.rate_limit_per_minute > 0 and settings.broker_url.startswith("redis")
+    app.state.rate_limiter = (
+        RateLimiter(settings.broker_url, settings.rate_limit_per_minute) if limited else None
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(health.router)

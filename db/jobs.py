@@ -234,6 +234,16 @@ def requeue_job(session: Session, job_id: uuid.UUID, lease_seconds: int) -> bool
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def count_active_for_key(session: Session, api_key_id: uuid.UUID) -> int:
+    """The key's media jobs that are PENDING or PROCESSING."""
+    query = (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.api_key_id == api_key_id, Job.kind == JobKind.CATEGORIES, Job.status.in_(ACTIVE))
+    )
+    return session.scalar(query) or 0
+
+
 def count_active(session: Session) -> int:
     """How many jobs are PENDING or PROCESSING (all keys)."""
     return session.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0

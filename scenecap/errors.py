@@ -8,6 +8,7 @@
     ├── Conflict (409): IdempotencyConflict, JobAlreadyFinished
     ├── RequestTooLarge (413) · MediaTooLarge (413)
     ├── UnsupportedMedia (415)
+    ├── RateLimited (429): TooManyActiveJobs
     ├── UrlRejected (422): UnsupportedUrlScheme, UrlNotAllowed, InvalidMediaUrl, MediaUnreachable
     ├── MediaRejected (422): MediaUnreadable, NoVideoStream, DurationTooLong, ResolutionTooLarge
     ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable
@@ -85,6 +86,18 @@ class MediaTooLarge(ScenecapError):
 
 class UnsupportedMedia(ScenecapError):
     status_code, code = 415, "UNSUPPORTED_MEDIA"
+
+
+class RateLimited(ScenecapError):
+    status_code, code = 429, "RATE_LIMITED"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.details.get("retry_after", 1))
+
+
+class TooManyActiveJobs(RateLimited):
+    code = "TOO_MANY_ACTIVE_JOBS"
 
 
 class UrlRejected(ScenecapError):

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     completion_wait_seconds: float = Field(120.0, gt=0)
     completion_video_frames: int = Field(8, ge=1, le=60)
 
+    # Requests per key per minute, counted in Redis across API processes (0: no limit; the
+    # embedded broker has no Redis, so `dev` never limits).
+    rate_limit_per_minute: int = Field(600, ge=0)
+    # PENDING + PROCESSING jobs one key may have at once (0: no cap).
+    max_active_jobs_per_key: int = Field(50, ge=0)
+
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     # Seconds before each attempt (Svix's schedule): now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"

@@ -164,6 +164,8 @@ def settings(fake_vlm_server: FakeVLMServer) -> Settings:
         # Three attempts, each in a new second (webhook-timestamp has one-second resolution).
         webhook_retry_schedule="0,1.1,1.1",
         webhook_timeout_seconds=1.5,
+        # On, but far above what the tests' 20-per-second polling reaches (test_limits lowers it).
+        rate_limit_per_minute=100_000,
     )
 
 

@@ -50,30 +50,34 @@ class ProgressReporter:
 
     def stage(self, stage: JobStage, fraction: float = 0.0) -> None:
         """Report progress through a stage (fraction 0..1); raise JobCancelled if cancelled."""
+        if not self.update(stage, fraction):
+            raise JobCancelled("the job was cancelled")
+
+    def update(self, stage: JobStage, fraction: float = 0.0) -> bool:
+        """Like stage(), but return False when cancelled instead of raising.
+
+        For code in worker threads: an exception raised there after its awaiting task was
+        cancelled would land on a future nobody reads (and be logged as an error).
+        """
         start, end = STAGE_SPANS[stage]
         percent = min(99, round(start + (end - start) * max(0.0, min(1.0, fraction))))
         with self._lock:
             now = time.monotonic()
             if stage == self._stage and now - self._written_at < self.min_interval:
                 self._percent = max(self._percent, percent)
-                return
+                return True
             self._stage, self._percent = stage, max(self._percent, percent)
             self._written_at = now
             percent = self._percent
-        self._write(stage, percent)
-
-    def checkpoint(self) -> None:
-        """A cancellation checkpoint between frames (a write, unless one was just made)."""
-        if self._stage is not None:
-            start, end = STAGE_SPANS[self._stage]
-            self.stage(
-                self._stage, 0.0 if end == start else (self._percent - start) / (end - start)
-            )
-
-    def _write(self, stage: JobStage, percent: int) -> None:
         with self.session_factory.begin() as session:
-            still_running = jobs.record_progress(
+            return jobs.record_progress(
                 session, self.job_id, stage=stage, percent=percent, lease_seconds=self.lease_seconds
             )
-        if not still_running:
-            raise JobCancelled("the job was cancelled")
+
+    def still_running(self) -> bool:
+        """A cancellation checkpoint between frames (a write, unless one was just made)."""
+        if self._stage is None:
+            return True
+        start, end = STAGE_SPANS[self._stage]
+        fraction = 0.0 if end == start else (self._percent - start) / (end - start)
+        return self.update(self._stage, fraction)

@@ -250,20 +250,23 @@ async def caption_frames(
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
     finished = done
 
-    def store(frame: ExtractedFrame, answer: FrameCaption) -> None:
+    def store(frame: ExtractedFrame, answer: FrameCaption) -> bool:
         nonlocal finished
         _store_frame(rt, job_id, frame, answer)
         finished += 1
-        progress.stage(JobStage.CAPTIONING, finished / total)
+        return progress.update(JobStage.CAPTIONING, finished / total)
 
     async def caption_one(frame: ExtractedFrame) -> None:
+        # The thread-side calls report cancellation as False; only this coroutine raises.
         async with limit:
-            await asyncio.to_thread(progress.checkpoint)
+            if not await asyncio.to_thread(progress.still_running):
+                raise JobCancelled("the job was cancelled")
             image = FrameImage(
                 frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height
             )
             answer = await rt.backend.caption(image, request)
-        await asyncio.to_thread(store, frame, answer)
+        if not await asyncio.to_thread(store, frame, answer):
+            raise JobCancelled("the job was cancelled")
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -28,6 +28,8 @@ _SUBMIT_ERRORS = (
     errors.RequestTooLarge,
     errors.MediaTooLarge,
     errors.UnsupportedMedia,
+    errors.RateLimited,
+    errors.TooManyActiveJobs,
     errors.BrokerUnavailable,
     errors.DatabaseUnavailable,
 )
@@ -51,7 +53,12 @@ def submit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     submission = service.submit_job(
-        session, key, body, idempotency_key=idempotency_key, inspector=inspector
+        session,
+        key,
+        body,
+        idempotency_key=idempotency_key,
+        inspector=inspector,
+        max_active=settings.max_active_jobs_per_key,
     )
     job = submission.job
     if submission.created:

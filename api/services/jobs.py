@@ -18,7 +18,13 @@ from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
 from db import jobs, webhooks
 from db.models import ApiKey, Job, JobKind, JobStatus
-from scenecap.errors import IdempotencyConflict, JobAlreadyFinished, JobNotFound, ValidationFailed
+from scenecap.errors import (
+    IdempotencyConflict,
+    JobAlreadyFinished,
+    JobNotFound,
+    TooManyActiveJobs,
+    ValidationFailed,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ def submit_job(
     *,
     idempotency_key: str | None,
     inspector: MediaInspector,
+    max_active: int = 0,
 ) -> Submission:
     """Check the media and store a new PENDING job (or return the idempotent original)."""
     fingerprint = request_fingerprint(body)
@@ -46,6 +53,11 @@ def submit_job(
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
         if existing is not None:
             return Submission(_same_request(existing, fingerprint), created=False)
+    if max_active and jobs.count_active_for_key(session, key.id) >= max_active:
+        raise TooManyActiveJobs(
+            f"this key already has {max_active} jobs pending or running; wait for some to end",
+            {"limit": max_active, "retry_after": 10},
+        )
     media = inspector.inspect(body.media_url)
     if body.webhook_url is not None:
         inspector.check_webhook_url(body.webhook_url)
