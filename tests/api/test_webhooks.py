@@ -64,7 +64,7 @@ def receiver() -> Iterator[Receiver]:
             state.received.append(Received(self.path, dict(self.headers), body, time.time()))
             kind = self.path.split("/")[1]
             if kind == "hang":
-                time.sleep(4)  # longer than WEBHOOK_TIMEOUT_SECONDS: the sender must give up
+                time.sleep(4)  # simulated hang past the sender's deadline (WEBHOOK_TIMEOUT_SECONDS)
             if kind == "redirect":
                 self._answer(302, {"Location": "/ok/redirected"})
                 return
