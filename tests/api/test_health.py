@@ -99,6 +99,29 @@ class TestUrlPolicyAtSubmit:
         assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "URL_NOT_ALLOWED"
 
+    @pytest.mark.parametrize(
+        "host",
+        [
+            "127.0.0.1",
+            "localhost",
+            "[::1]",
+            "169.254.169.254",
+            "100.100.100.200",
+            "192.168.1.1",
+            "[fc00::1]",
+            "[::ffff:127.0.0.1]",
+            "2130706433",
+        ],
+    )
+    def test_private_webhook_url_is_refused_by_default(
+        self, app_with: AppWith, new_key: Callable[[], str], media_server: str, host: str
+    ) -> None:
+        strict = app_with(allow_private_urls=False)
+        headers = {"Authorization": f"Bearer {new_key()}"}
+        response = strict.put("/v2/webhook", headers=headers, json={"url": f"http://{host}/hook"})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "URL_NOT_ALLOWED"
+
     def test_credentials_in_url_are_refused(
         self, app_with: AppWith, new_key: Callable[[], str]
     ) -> None:

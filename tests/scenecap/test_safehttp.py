@@ -141,3 +141,68 @@ class TestSafeClient:
             pytest.raises(MediaTooLarge),
         ):
             client.download("http://media.example/v.mp4", io.BytesIO(), max_bytes=1000, timeout=5)
+
+
+class TestBypasses:
+    def test_dns_rebinding_cannot_move_the_connection(self) -> None:
+        """The name is resolved once; the connection goes to that checked address."""
+        answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1"])
+
+        class Rebinding(UrlPolicy):
+            @staticmethod
+            def _resolve(
+                host: str, port: int
+            ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+                return [ipaddress.ip_address(next(answers))]
+
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, stream=httpx.ByteStream(b"\xff\xd8\xff"))
+
+        with SafeHttpClient(
+            Rebinding(allow_private=False), transport=httpx.MockTransport(handler)
+        ) as client:
+            client.peek("http://rebind.example/v.jpg")
+        assert [r.url.host for r in seen] == ["93.184.216.34"]
+
+    def test_proxy_settings_in_the_environment_are_ignored(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import http.server
+        import threading
+
+        def recorder(hits: list[str]) -> http.server.ThreadingHTTPServer:
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def do_GET(self) -> None:
+                    hits.append(self.path)
+                    self.send_response(200)
+                    self.send_header("Content-Length", "3")
+                    self.end_headers()
+                    self.wfile.write(b"\xff\xd8\xff")
+
+                def log_message(self, format: str, *args: object) -> None:
+                    return None
+
+            server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            return server
+
+        proxied: list[str] = []
+        direct: list[str] = []
+        proxy, target = recorder(proxied), recorder(direct)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        try:
+            # The production client (no transport injected), on loopback only.
+            with SafeHttpClient(UrlPolicy(allow_private=True)) as client:
+                client.peek(f"http://127.0.0.1:{target.server_address[1]}/v.jpg", nbytes=3)
+            assert proxied == [], "nothing may go through the proxy"
+            assert direct == ["/v.jpg"]
+        finally:
+            for server in (proxy, target):
+                server.shutdown()
+                server.server_close()
