@@ -148,7 +148,10 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
             self._send(200, stats)
 
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length)
+            if len(raw) < length:
+                return  # The client hung up mid-request (a cancelled job): nothing to judge.
             if self.path.rstrip("/") != "/v1/chat/completions":
                 self._send(404, {"error": {"message": "not found"}})
                 return

@@ -131,7 +131,20 @@ class TestVisionModel:
             until=is_terminal,
         )
         assert job["status"] == "COMPLETED"
-        assert fake_vlm.max_in_flight == settings.vlm_max_concurrency
+        # Only this job's requests (each prompt names its frame's time), whatever else ran.
+        times = {f"at {frame['timestamp']:.2f} s" for frame in job["results"]["frames"]}
+        ours = [
+            r
+            for r in fake_vlm.image_requests()
+            if any(t in str(r.body["messages"][1]["content"]) for t in times)
+        ]
+        assert len(ours) == 12
+        edges = sorted([(r.started, 1) for r in ours] + [(r.finished, -1) for r in ours])
+        overlap = peak = 0
+        for _at, step in edges:
+            overlap += step
+            peak = max(peak, overlap)
+        assert peak == settings.vlm_max_concurrency
 
     def test_unparseable_answers_keep_their_caption_and_are_marked(
         self, client: httpx.Client, media_server: str, fake_vlm: Any
