@@ -98,7 +98,8 @@ def _beat_schedule() -> str:
     return str(Path(tempfile.gettempdir()) / "scenecap-beat-schedule")
 
 
-def _create_key(name: str, *, as_json: bool) -> int:
+def issue_key(name: str) -> tuple[str, str]:
+    """Create an API key in the configured database; return (key, webhook secret)."""
     from db.keys import create_key
     from db.session import make_engine, make_session_factory
 
@@ -107,6 +108,11 @@ def _create_key(name: str, *, as_json: bool) -> int:
         key, plaintext = create_key(session, name)
         secret = key.webhook_secret
     engine.dispose()
+    return plaintext, secret
+
+
+def _create_key(name: str, *, as_json: bool) -> int:
+    plaintext, secret = issue_key(name)
     if as_json:
         print(json.dumps({"key": plaintext, "webhook_secret": secret}))
     else:

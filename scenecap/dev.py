@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from scenecap.cli import issue_key
 from scenecap.settings import get_settings
 
 # Dev may fetch media from 127.0.0.1 (the demo serves its sample there); production may not.
@@ -39,7 +40,7 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
     from db.migrate import upgrade
 
     upgrade(settings.database_url)
-    key = _new_key()
+    key, _secret = issue_key("dev")
     home = Path(settings.embedded_broker_dir).parent
     home.mkdir(parents=True, exist_ok=True)
     # Child output goes to a log file: the terminal (and `demo`'s JSON on stdout) stays clean.
@@ -151,17 +152,6 @@ def _serve_folder(folder: str) -> Iterator[str]:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return None
-
-
-def _new_key() -> str:
-    from db.keys import create_key
-    from db.session import make_engine, make_session_factory
-
-    engine = make_engine(get_settings().database_url)
-    with make_session_factory(engine).begin() as session:
-        _key, plaintext = create_key(session, "dev")
-    engine.dispose()
-    return plaintext
 
 
 def _wait_until_healthy(base_url: str, api: subprocess.Popen[bytes]) -> None:

@@ -159,6 +159,24 @@ class SafeHttpClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _pinned_request(
+        self,
+        method: str,
+        checked: CheckedUrl,
+        deadline: float,
+        *,
+        headers: dict[str, str],
+        content: bytes | None = None,
+    ) -> httpx.Request:
+        """A request to the checked address; Host and TLS SNI keep the original name."""
+        return self._client.build_request(
+            method,
+            checked.pinned(),
+            content=content,
+            headers={**headers, "Host": checked.url.netloc.decode("ascii")},
+            extensions={"sni_hostname": checked.url.host, "timeout": _remaining_timeout(deadline)},
+        )
+
     @contextmanager
     def stream(
         self, url: str, *, deadline: float, headers: dict[str, str] | None = None
@@ -167,15 +185,7 @@ class SafeHttpClient:
         current = url
         for _hop in range(self.max_redirects + 1):
             checked = self.policy.check(current)
-            request = self._client.build_request(
-                "GET",
-                checked.pinned(),
-                headers={**(headers or {}), "Host": checked.url.netloc.decode("ascii")},
-                extensions={
-                    "sni_hostname": checked.url.host,
-                    "timeout": _remaining_timeout(deadline),
-                },
-            )
+            request = self._pinned_request("GET", checked, deadline, headers=headers or {})
             try:
                 response = self._client.send(request, stream=True)
             except httpx.HTTPError as exc:
@@ -212,13 +222,7 @@ class SafeHttpClient:
         slow-drip receiver is cut off)."""
         deadline = time.monotonic() + timeout
         checked = self.policy.check(url)
-        request = self._client.build_request(
-            "POST",
-            checked.pinned(),
-            content=content,
-            headers={**headers, "Host": checked.url.netloc.decode("ascii")},
-            extensions={"sni_hostname": checked.url.host, "timeout": _remaining_timeout(deadline)},
-        )
+        request = self._pinned_request("POST", checked, deadline, headers=headers, content=content)
         try:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:

@@ -29,14 +29,14 @@ def create_completion(
         raise ValidationFailed(
             "messages: at least one image_url part is needed", {"field": "messages"}
         )
-    kinds = [inspector.inspect(url).kind for url in urls]
+    inspected = [inspector.inspect(url) for url in urls]
     return jobs.create_job(
         session,
         api_key_id=key.id,
         kind=JobKind.COMPLETION,
         request=body.model_dump(mode="json", exclude_none=True),
-        media_url=inspector.inspect_display(urls[0]),
-        media_type="video" if "video" in kinds else "image",
+        media_url=inspected[0].display_url,
+        media_type="video" if any(m.kind == "video" for m in inspected) else "image",
         requested_metadata=list(METADATA_TYPES),
         model=body.model,
     )

@@ -47,11 +47,6 @@ class MediaInspector:
         sniffed = sniff_media(self.client.peek(media_url, nbytes=SNIFF_BYTES))
         return InspectedMedia(sniffed.kind, sniffed.mime, None, media_url)
 
-    @staticmethod
-    def inspect_display(media_url: str) -> str:
-        """How a media URL is shown back (data URIs abbreviated)."""
-        return media_url if not is_data_uri(media_url) else media_url.split(",", 1)[0] + ",..."
-
     def check_webhook_url(self, url: str) -> None:
         """Apply the SSRF policy to a webhook URL (it is checked again at delivery)."""
         self.policy.check(url)
