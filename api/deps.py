@@ -32,13 +32,13 @@ def get_session(request: Request) -> Iterator[Session]:
 # scope="function": commit before the response is sent, so a client never reads what has not
 # been committed yet, and a failed commit is an error response rather than a silent loss.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-_bearer = HTTPBearer(auto_error=False, description="scenecap API key")
+bearer_scheme = HTTPBearer(auto_error=False, description="scenecap API key")
 
 
 def get_api_key(
     request: Request,
     session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> ApiKey:
     """The caller's API key, or 401."""
     if credentials is None or credentials.scheme.lower() != "bearer":

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 import scenecap
 from api.errors import BodySizeLimit, install_error_handlers
 from api.ratelimit import RateLimiter
-from api.routes import categories, completions, health, metrics, webhooks
+from api.routes import categories, completions, health, live, metrics, webhooks
 from api.services.media_check import MediaInspector
 from db.session import make_engine, make_session_factory
 from scenecap.settings import Settings, get_settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(categories.router)
+    app.include_router(live.router)
     app.include_router(completions.router)
     app.include_router(webhooks.router)
     return app

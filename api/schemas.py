@@ -72,9 +72,13 @@ class JobOut(BaseModel):
     results: dict[str, Any] | None
     usage: dict[str, Any] | None
     error: JobError | None
+    # Seconds spent in each stage so far (the last attempt's), shown with a single job.
+    timings: dict[str, float] | None = None
 
     @classmethod
-    def of(cls, job: Job, *, with_results: bool = True) -> JobOut:
+    def of(
+        cls, job: Job, *, with_results: bool = True, timings: dict[str, float] | None = None
+    ) -> JobOut:
         return cls(
             job_id=job.id,
             status=JobStatus(job.status),
@@ -98,6 +102,7 @@ class JobOut(BaseModel):
             error=JobError(code=job.error_code, message=job.error_message or "")
             if job.error_code
             else None,
+            timings=timings,
         )
 
 
@@ -106,6 +111,24 @@ class JobList(BaseModel):
 
     data: list[JobOut]
     next_cursor: str | None
+
+
+class ShareRequest(BaseModel):
+    """POST /v2/media/categories/{job_id}/share."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: StrictInt = Field(
+        7 * 24 * 3600, ge=60, le=30 * 24 * 3600, description="seconds the link stays valid"
+    )
+
+
+class ShareLink(BaseModel):
+    """A signed link that opens the job's report (and its live events) without the API key."""
+
+    report_url: str
+    events_url: str
+    expires_at: datetime
 
 
 class ImageResult(BaseModel):

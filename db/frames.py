@@ -1,4 +1,5 @@
-"""Job frame repository: one row per captioned frame, written as each frame finishes."""
+"""Job frame repository: one row per captioned frame, written as each frame finishes, and
+the time each stage took."""
 
 from __future__ import annotations
 
@@ -6,21 +7,41 @@ import uuid
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
-from db.models import JobFrame
+from db.models import JobFrame, JobStageTiming
+from db.session import dialect_insert
 
 
-def stored_frames(session: Session, job_id: uuid.UUID) -> list[JobFrame]:
-    return list(
-        session.scalars(select(JobFrame).where(JobFrame.job_id == job_id).order_by(JobFrame.index))
-    )
+def stored_frames(
+    session: Session, job_id: uuid.UUID, *, with_thumbnails: bool = False
+) -> list[JobFrame]:
+    query = select(JobFrame).where(JobFrame.job_id == job_id).order_by(JobFrame.index)
+    if with_thumbnails:
+        query = query.options(undefer(JobFrame.thumbnail))
+    return list(session.scalars(query))
 
 
 def save_frame(session: Session, job_id: uuid.UUID, **fields: Any) -> None:
     """Insert a captioned frame; a frame stored already (a racing retry) is kept as it was."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(JobFrame).values(job_id=job_id, **fields)
+    statement = dialect_insert(session)(JobFrame).values(job_id=job_id, **fields)
     session.execute(statement.on_conflict_do_nothing(index_elements=["job_id", "index"]))
+
+
+def record_stage_time(session: Session, job_id: uuid.UUID, stage: str, seconds: float) -> None:
+    """Store how long the job spent in a stage (a retried job's last attempt wins)."""
+    statement = dialect_insert(session)(JobStageTiming).values(
+        job_id=job_id, stage=stage, seconds=seconds
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["job_id", "stage"], set_={"seconds": statement.excluded.seconds}
+        )
+    )
+
+
+def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
+    rows = session.execute(
+        select(JobStageTiming.stage, JobStageTiming.seconds).where(JobStageTiming.job_id == job_id)
+    )
+    return {stage: round(seconds, 3) for stage, seconds in rows}

@@ -37,8 +37,12 @@ def get_owned_job(
     )
 
 
-def get_job(session: Session, job_id: uuid.UUID, *, with_media: bool = False) -> Job | None:
+def get_job(
+    session: Session, job_id: uuid.UUID, *, with_media: bool = False, with_results: bool = False
+) -> Job | None:
     query = select(Job).where(Job.id == job_id)
+    if with_results:
+        query = query.options(undefer(Job.results))
     if with_media:
         query = query.options(undefer(Job.media_data), undefer(Job.request))
     return session.scalar(query)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import uuid
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -50,3 +51,8 @@ def find_active_key(session: Session, plaintext: str) -> ApiKey | None:
     return session.scalar(
         select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
     )
+
+
+def get_active_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
+    """Return the key with this id unless it was revoked."""
+    return session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))

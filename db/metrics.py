@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from db.models import Job, JobFrame, WebhookAttempt, WebhookEvent
+from db.models import Job, JobFrame, JobStageTiming, WebhookAttempt, WebhookEvent
+
+# Histogram upper bounds, in seconds.
+STAGE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+VISION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (one per bound, then +Inf) and the sum of observations."""
+
+    buckets: list[tuple[float, int]]
+    count: int
+    total: float
 
 
 @dataclass(frozen=True)
@@ -19,6 +33,10 @@ class Totals:
     unparsed_frames: int
     webhook_events_by_status: dict[str, int]
     webhook_attempts_by_outcome: dict[str, int]
+    stage_seconds: dict[str, Histogram]
+    vision_seconds: Histogram
+    vision_retries: int
+    jobs_failed_by_code: dict[str, int]
 
 
 def totals(session: Session) -> Totals:
@@ -44,6 +62,20 @@ def totals(session: Session) -> Totals:
         else_="5xx",
     )
     attempts = session.execute(select(outcome, func.count()).group_by(outcome))
+    failures = session.execute(
+        select(Job.error_code, func.count())
+        .where(Job.error_code.is_not(None))
+        .group_by(Job.error_code)
+    )
+    stage_rows = session.execute(
+        select(
+            JobStageTiming.stage, *_histogram_columns(JobStageTiming.seconds, STAGE_BUCKETS)
+        ).group_by(JobStageTiming.stage)
+    )
+    vision = session.execute(
+        select(*_histogram_columns(JobFrame.vision_seconds, VISION_BUCKETS))
+    ).one()
+    retries = session.scalar(select(func.coalesce(func.sum(JobFrame.vision_retries), 0)))
     return Totals(
         jobs_by_kind_status={(kind, status): n for kind, status, n in jobs},
         frames_captioned=frames[0],
@@ -52,4 +84,21 @@ def totals(session: Session) -> Totals:
         unparsed_frames=frames[3],
         webhook_events_by_status={status: n for status, n in events},
         webhook_attempts_by_outcome={name: n for name, n in attempts},
+        stage_seconds={row[0]: _histogram(row[1:], STAGE_BUCKETS) for row in stage_rows},
+        vision_seconds=_histogram(vision, VISION_BUCKETS),
+        vision_retries=int(retries or 0),
+        jobs_failed_by_code={str(code): n for code, n in failures},
     )
+
+
+def _histogram_columns(column: Any, bounds: tuple[float, ...]) -> list[Any]:
+    # One pass: a running count under each bound, the total count and the sum.
+    under = [func.coalesce(func.sum(case((column <= bound, 1), else_=0)), 0) for bound in bounds]
+    return [*under, func.count(), func.coalesce(func.sum(column), 0.0)]
+
+
+def _histogram(row: Any, bounds: tuple[float, ...]) -> Histogram:
+    values = list(row)
+    count, total = int(values[-2]), float(values[-1])
+    buckets = [(bound, int(n)) for bound, n in zip(bounds, values[:-2], strict=True)]
+    return Histogram([*buckets, (float("inf"), count)], count, total)

@@ -164,9 +164,26 @@ class JobFrame(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    # Wall seconds of the vision call that answered, and the failed attempts before it.
+    vision_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    vision_retries: Mapped[int] = mapped_column(Integer, default=0)
+    # A small JPEG kept with the job for its report (deferred: lists never load it).
+    thumbnail: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="frames", lazy="raise")
+
+
+class JobStageTiming(Base):
+    """How long a job's last attempt spent in each stage (for the report, --json and /metrics)."""
+
+    __tablename__ = "job_stage_timings"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    stage: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
 
 
 class WebhookStatus(enum.StrEnum):

@@ -43,3 +43,10 @@ def ping(engine: Engine) -> None:
     """Run a trivial query; raises if the database is unreachable."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def dialect_insert(session: Session) -> Any:
+    """The dialect's INSERT (PostgreSQL or SQLite), which offers ON CONFLICT clauses."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

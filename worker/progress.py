@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import jobs
+from db import frames, jobs
 from db.models import JobStage
 from scenecap.errors import JobCancelled
 
@@ -38,15 +39,20 @@ class ProgressReporter:
         *,
         lease_seconds: int,
         min_interval: float,
+        listener: Callable[[JobStage, int], None] | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.job_id = job_id
         self.lease_seconds = lease_seconds
         self.min_interval = min_interval
+        # Told of each write (stage, percent): the CLI's progress bar.
+        self.listener = listener
         self._lock = threading.Lock()
         self._stage: JobStage | None = None
         self._percent = 0
         self._written_at = -float("inf")
+        self._stage_started = time.monotonic()
+        self.timings: dict[str, float] = {}
 
     def stage(self, stage: JobStage, fraction: float = 0.0) -> None:
         """Report progress through a stage (fraction 0..1); raise JobCancelled if cancelled."""
@@ -66,13 +72,37 @@ class ProgressReporter:
             if stage == self._stage and now - self._written_at < self.min_interval:
                 self._percent = max(self._percent, percent)
                 return True
+            ended = self._end_stage(now) if stage != self._stage else None
             self._stage, self._percent = stage, max(self._percent, percent)
             self._written_at = now
             percent = self._percent
         with self.session_factory.begin() as session:
-            return jobs.record_progress(
+            if ended is not None:
+                frames.record_stage_time(session, self.job_id, *ended)
+            running = jobs.record_progress(
                 session, self.job_id, stage=stage, percent=percent, lease_seconds=self.lease_seconds
             )
+        if self.listener is not None:
+            self.listener(stage, percent)
+        return running
+
+    def finish(self) -> None:
+        """Record the time of the stage in progress (call when the work is done)."""
+        with self._lock:
+            ended = self._end_stage(time.monotonic())
+            self._stage = None
+        if ended is not None:
+            with self.session_factory.begin() as session:
+                frames.record_stage_time(session, self.job_id, *ended)
+
+    def _end_stage(self, now: float) -> tuple[str, float] | None:
+        # Called under the lock: close the current stage's clock and start the next one's.
+        previous, started = self._stage, self._stage_started
+        self._stage_started = now
+        if previous is None:
+            return None
+        self.timings[previous.value] = self.timings.get(previous.value, 0.0) + now - started
+        return previous.value, self.timings[previous.value]
 
     def still_running(self) -> bool:
         """A cancellation checkpoint between frames (a write, unless one was just made)."""

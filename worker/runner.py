@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class Runtime:
     loop: asyncio.AbstractEventLoop
     # Queue a webhook delivery attempt: (event id, delay in seconds).
     enqueue_webhook: Callable[[uuid.UUID, float], None]
+    # Told of every progress write (stage, percent); `scenecap analyze` draws its bar with it.
+    progress_listener: Callable[[JobStage, int], None] | None = None
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         # One loop per process keeps the backend's connection pool alive across jobs.
@@ -123,6 +126,7 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
         job_id,
         lease_seconds=rt.settings.job_lease_seconds,
         min_interval=rt.settings.progress_min_interval_seconds,
+        listener=rt.progress_listener,
     )
     try:
         if spec.kind == JobKind.COMPLETION and spec.request is not None:
@@ -132,6 +136,7 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
             usage = results["completion"]["usage"]
         else:
             results, usage = analyse(spec, rt, progress)
+        progress.finish()
         with rt.session_factory.begin() as session:
             if not jobs.complete_job(session, job_id, results=results, usage=usage):
                 raise JobCancelled("the job was cancelled")
@@ -250,9 +255,9 @@ async def caption_frames(
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
     finished = done
 
-    def store(frame: ExtractedFrame, answer: FrameCaption) -> bool:
+    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
         nonlocal finished
-        _store_frame(rt, job_id, frame, answer)
+        _store_frame(rt, job_id, frame, answer, seconds)
         finished += 1
         return progress.update(JobStage.CAPTIONING, finished / total)
 
@@ -264,8 +269,10 @@ async def caption_frames(
             image = FrameImage(
                 frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height
             )
+            started = time.perf_counter()
             answer = await rt.backend.caption(image, request)
-        if not await asyncio.to_thread(store, frame, answer):
+            seconds = time.perf_counter() - started
+        if not await asyncio.to_thread(store, frame, answer, seconds):
             raise JobCancelled("the job was cancelled")
 
     try:
@@ -280,7 +287,7 @@ async def caption_frames(
 
 
 def _store_frame(
-    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption
+    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption, seconds: float
 ) -> None:
     with rt.session_factory.begin() as session:
         frame_repo.save_frame(
@@ -297,6 +304,9 @@ def _store_frame(
             details=answer.details or None,
             prompt_tokens=answer.usage.prompt_tokens,
             completion_tokens=answer.usage.completion_tokens,
+            vision_seconds=seconds,
+            vision_retries=answer.retries,
+            thumbnail=frame.thumbnail,
         )
 
 

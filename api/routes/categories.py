@@ -118,7 +118,8 @@ def list_jobs(
     summary="Get a job's status, progress and results",
 )
 def get_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
-    return JobOut.of(service.get_job(session, key, job_id))
+    job = service.get_job(session, key, job_id)
+    return JobOut.of(job, timings=service.stage_timings(session, job.id))
 
 
 @router.delete(

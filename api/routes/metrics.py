@@ -7,9 +7,14 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
-from db.metrics import Totals, totals
+from db.metrics import Histogram, Totals, totals
 from db.models import JobStatus
 from worker.celery_app import MEDIA_QUEUE, WEBHOOKS_QUEUE
 from worker.submit import JobQueue
@@ -59,12 +64,48 @@ class _Snapshot:
         for outcome in ("2xx", "3xx", "4xx", "5xx", "error"):
             attempts.add_metric([outcome], f.webhook_attempts_by_outcome.get(outcome, 0))
         yield attempts
+        stages = HistogramMetricFamily(
+            "scenecap_stage_duration_seconds",
+            "Seconds each job spent in each pipeline stage",
+            labels=["stage"],
+        )
+        for stage, histogram in sorted(f.stage_seconds.items()):
+            stages.add_metric([stage], *_buckets(histogram))
+        yield stages
+        vision = HistogramMetricFamily(
+            "scenecap_vision_request_duration_seconds",
+            "Wall seconds of each frame's vision-model call, retries included",
+        )
+        vision.add_metric([], *_buckets(f.vision_seconds))
+        yield vision
+        errors = CounterMetricFamily(
+            "scenecap_vision_errors",
+            "Vision-model failures: attempts retried, and jobs failed after the retry budget",
+            labels=["outcome"],
+        )
+        errors.add_metric(["retried"], f.vision_retries)
+        errors.add_metric(["gave_up"], f.jobs_failed_by_code.get("VISION_BACKEND_UNAVAILABLE", 0))
+        yield errors
+        failed = GaugeMetricFamily(
+            "scenecap_jobs_failed", "Failed jobs by error code", labels=["code"]
+        )
+        for code, count in sorted(f.jobs_failed_by_code.items()):
+            failed.add_metric([code], count)
+        yield failed
         depth = GaugeMetricFamily(
             "scenecap_queue_depth", "Messages waiting in each queue", labels=["queue"]
         )
         for queue, count in self.depths.items():
             depth.add_metric([queue], count)
         yield depth
+
+
+def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
+    buckets = [
+        ("+Inf" if bound == float("inf") else str(bound), float(n))
+        for bound, n in histogram.buckets
+    ]
+    return buckets, histogram.total
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics")

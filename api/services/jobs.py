@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
+from db import frames as frame_repo
 from db import jobs, webhooks
 from db.models import ApiKey, Job, JobKind, JobStatus
 from scenecap.errors import (
@@ -111,6 +112,10 @@ def get_job(session: Session, key: ApiKey, raw_id: str) -> Job:
     if job is None:
         raise JobNotFound(f"no job {raw_id!r}")
     return job
+
+
+def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
+    return frame_repo.stage_timings(session, job_id)
 
 
 def list_jobs(

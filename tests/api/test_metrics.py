@@ -41,3 +41,31 @@ def test_metrics_count_jobs_frames_and_tokens(
     assert after[prompt] > before[prompt]
     assert ("scenecap_queue_depth", (("queue", "media"),)) in after
     assert ("scenecap_webhook_attempts_total", (("outcome", "2xx"),)) in after
+
+
+def test_metrics_report_stage_durations_vision_latency_and_retries(
+    api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    before = scrape(api_url)
+    fake_vlm.fail_next = 2  # two 500s, each retried by the backend
+    job_id = client.post(
+        "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4", "max_frames": 2}
+    ).json()["job_id"]
+    assert poll_job(client, job_id, until=is_terminal)["status"] == "COMPLETED"
+    after = scrape(api_url)
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0.0)
+
+    for stage in ("downloading", "extracting_frames", "captioning", "summarizing"):
+        labels = (("stage", stage),)
+        assert grew("scenecap_stage_duration_seconds_count", labels) == 1
+        assert grew("scenecap_stage_duration_seconds_sum", labels) > 0
+        inf = (("le", "+Inf"), ("stage", stage))
+        assert (
+            after[("scenecap_stage_duration_seconds_bucket", inf)]
+            == after[("scenecap_stage_duration_seconds_count", labels)]
+        )
+    assert grew("scenecap_vision_request_duration_seconds_count") == 2
+    assert grew("scenecap_vision_request_duration_seconds_sum") > 0
+    assert grew("scenecap_vision_errors_total", (("outcome", "retried"),)) == 2

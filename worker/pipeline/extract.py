@@ -28,6 +28,8 @@ ExtractPolicy = Literal["exact", "keyframe"]
 _EPSILON = 1e-6
 # Seconds before a target from which every frame is decoded again (skipping stops there).
 _SKIP_MARGIN = 0.5
+# The report's thumbnails: this wide, small enough to keep with the job (~5-10 KB each).
+THUMBNAIL_WIDTH = 240
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class ExtractedFrame:
     jpeg: bytes
     width: int
     height: int
+    thumbnail: bytes
 
 
 def smart_resize(
@@ -207,7 +210,20 @@ def _encode(
     if rotation:
         # The display matrix turns counter-clockwise; np.rot90 with k>0 does the same.
         image = np.ascontiguousarray(np.rot90(image, k=rotation // 90))
+    thumb_h = max(1, round(out_h * THUMBNAIL_WIDTH / out_w))
+    thumbnail = cv2.resize(image, (THUMBNAIL_WIDTH, thumb_h), interpolation=cv2.INTER_AREA)
+    return ExtractedFrame(
+        planned,
+        round(max(0.0, timestamp), 3),
+        _jpeg(image, quality),
+        out_w,
+        out_h,
+        _jpeg(thumbnail, 70),
+    )
+
+
+def _jpeg(image: np.ndarray, quality: int) -> bytes:
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise MediaUnreadable("a frame could not be encoded as JPEG")
-    return ExtractedFrame(planned, round(max(0.0, timestamp), 3), buffer.tobytes(), out_w, out_h)
+    return buffer.tobytes()

@@ -49,6 +49,7 @@ class FrameCaption:
     usage: Usage = field(default_factory=Usage)
     parsed: bool = True
     details: dict[str, Any] = field(default_factory=dict)  # backend measurements, if any
+    retries: int = 0  # failed attempts before this answer (429s, 5xx, timeouts)
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,10 @@ class OpenAIBackend(VisionBackend):
             "max_tokens": self.settings.caption_max_tokens,
             "temperature": self.settings.vlm_temperature,
         }
-        answer = await self._complete_json(body, frame_schema(request.metadata_types))
+        answer, retries = await self._complete_json(body, frame_schema(request.metadata_types))
         text, usage = _content_and_usage(answer)
         caption, metadata, parsed = parse_frame_answer(text, request.metadata_types)
-        return FrameCaption(caption, metadata, usage, parsed)
+        return FrameCaption(caption, metadata, usage, parsed, retries=retries)
 
     async def summarise(
         self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
@@ -97,7 +97,8 @@ class OpenAIBackend(VisionBackend):
             "max_tokens": self.settings.summary_max_tokens,
             "temperature": self.settings.vlm_temperature,
         }
-        text, usage = _content_and_usage(await self._post(body))
+        answer, _retries = await self._post(body)
+        text, usage = _content_and_usage(answer)
         return text.strip(), usage
 
     async def complete(
@@ -114,7 +115,7 @@ class OpenAIBackend(VisionBackend):
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
-        answer = await self._post(body)
+        answer, _retries = await self._post(body)
         text, usage = _content_and_usage(answer)
         finish = (answer.get("choices") or [{}])[0].get("finish_reason") or "stop"
         return ChatAnswer(text, str(answer.get("model") or body["model"]), usage, str(finish))
@@ -122,7 +123,9 @@ class OpenAIBackend(VisionBackend):
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _complete_json(self, body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    async def _complete_json(
+        self, body: dict[str, Any], schema: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
         if self._schema_supported:
             with_schema = {
                 **body,
@@ -138,8 +141,11 @@ class OpenAIBackend(VisionBackend):
                 self._schema_supported = False
         return await self._post(body)
 
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST chat/completions, retrying 429/5xx/timeouts with backoff and jitter."""
+    async def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """POST chat/completions, retrying 429/5xx/timeouts with backoff and jitter.
+
+        Returns the answer and how many attempts failed before it.
+        """
         attempts = self.settings.vlm_max_retries + 1
         for attempt in range(attempts):
             delay: float | None = None
@@ -149,7 +155,7 @@ class OpenAIBackend(VisionBackend):
                 problem = f"{type(exc).__name__}"
             else:
                 if response.is_success:
-                    return response.json()
+                    return response.json(), attempt
                 if (
                     response.status_code in (400, 422)
                     and "response_format" in body

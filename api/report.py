@@ -1,0 +1,208 @@
+"""The job report: one self-contained HTML page (thumbnails inline) a person can read.
+
+Rendered on the server from the job row and its stored frames; while the job runs, the page
+follows its progress over the job's event stream and reloads itself when the job ends.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from api.schemas import JobOut
+from db.models import JobFrame, JobStatus
+
+_STYLE = """
+:root { font-family: system-ui, sans-serif; color: #1d2433; background: #f6f7fb; }
+body { max-width: 1100px; margin: 2rem auto; padding: 0 1rem; }
+h1 { font-size: 1.4rem; margin-bottom: .2rem; word-break: break-all; }
+.muted { color: #5f6b7a; font-size: .9rem; }
+.status { display: inline-block; padding: .1rem .5rem; border-radius: .3rem; font-weight: 600;
+  background: #e3e8f0; }
+.status.COMPLETED { background: #d5f5e3; } .status.FAILED { background: #fadbd8; }
+.bar { height: .6rem; background: #e3e8f0; border-radius: .3rem; overflow: hidden;
+  margin: .5rem 0; }
+.bar > div { height: 100%; background: #3867d6; transition: width .3s; }
+.timeline { position: relative; height: 2.2rem; background: #e3e8f0; border-radius: .3rem;
+  margin: 1rem 0 .3rem; }
+.timeline .scene { position: absolute; top: 0; bottom: 0; border-left: 2px solid #8854d0; }
+.timeline a { position: absolute; top: .35rem; width: .5rem; height: 1.5rem;
+  margin-left: -.25rem; background: #3867d6; border-radius: .2rem; }
+section { background: white; border-radius: .5rem; padding: 1rem 1.2rem; margin: 1rem 0;
+  box-shadow: 0 1px 2px rgba(0,0,0,.06); }
+.chips span { display: inline-block; background: #eef1f7; border-radius: 1rem;
+  padding: .15rem .6rem; margin: .15rem; font-size: .9rem; }
+.chips small { color: #5f6b7a; }
+.frames { display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr));
+  gap: 1rem; }
+.frame { background: white; border-radius: .5rem; overflow: hidden;
+  box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+.frame img { width: 100%; display: block; background: #ccd; }
+.frame .body { padding: .5rem .7rem; font-size: .9rem; }
+.frame time { font-weight: 600; }
+table { border-collapse: collapse; } td { padding: .1rem .8rem .1rem 0; }
+"""
+
+_LIVE = """
+const source = new EventSource(%s);
+source.addEventListener("progress", (message) => {
+  const job = JSON.parse(message.data);
+  document.getElementById("percent").textContent = job.percent_complete + "%%";
+  document.getElementById("stage").textContent = job.stage.replace("_", " ");
+  document.getElementById("bar").style.width = job.percent_complete + "%%";
+});
+for (const end of ["completed", "failed", "cancelled"]) {
+  source.addEventListener(end, () => { source.close(); location.reload(); });
+}
+"""
+
+
+@dataclass(frozen=True)
+class ReportFrame:
+    index: int
+    timestamp: float
+    caption: str
+    metadata: dict[str, Any]
+    scene: tuple[float, float] | None
+    thumbnail: bytes | None
+
+    @classmethod
+    def of(cls, row: JobFrame) -> ReportFrame:
+        scene = (
+            (row.scene_start, row.scene_end)
+            if row.scene_start is not None and row.scene_end is not None
+            else None
+        )
+        return cls(row.index, row.timestamp, row.caption, row.frame_metadata, scene, row.thumbnail)
+
+
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{rest:06.3f}"
+
+
+def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None) -> str:
+    """The whole page; `events_url` (with its token) when the job is still running."""
+    running = job.status in (JobStatus.PENDING, JobStatus.PROCESSING)
+    duration = float((job.media or {}).get("duration") or 0.0) or max(
+        (f.timestamp for f in frames), default=0.0
+    )
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>scenecap report: {escape(job.media_url[:80])}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        _header(job),
+        _timeline(frames, duration, job.use_scenes),
+        _summary(job),
+        _frames(frames),
+    ]
+    if running and events_url is not None:
+        parts.append(f"<script>{_LIVE % _js_string(events_url)}</script>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def _header(job: JobOut) -> str:
+    media = job.media or {}
+    facts = []  # numbers only, so nothing here needs escaping
+    if media.get("duration"):
+        facts.append(f"{clock(float(media['duration']))} long")
+    if media.get("width") and media.get("height"):
+        facts.append(f"{media['width']}&times;{media['height']}")
+    if media.get("fps"):
+        facts.append(f"{float(media['fps']):.2f} fps")
+    timings = "".join(
+        f"<tr><td>{escape(stage.replace('_', ' '))}</td><td>{seconds:.2f} s</td></tr>"
+        for stage, seconds in (job.timings or {}).items()
+    )
+    error = (
+        f"<p><strong>{escape(job.error.code)}</strong>: {escape(job.error.message)}</p>"
+        if job.error
+        else ""
+    )
+    return (
+        f"<header><h1>{escape(job.media_url[:300])}</h1>"
+        f"<p class='muted'>job {job.job_id} · {' · '.join(facts)}"
+        f"{' · tag ' + escape(job.job_tag) if job.job_tag else ''}</p>"
+        f"<p><span class='status {job.status.value}'>{job.status.value}</span> "
+        f"<span id='stage'>{escape(job.stage.replace('_', ' '))}</span> · "
+        f"<span id='percent'>{job.percent_complete}%</span></p>"
+        f"<div class='bar'><div id='bar' style='width:{job.percent_complete}%'></div></div>"
+        f"{error}"
+        f"{'<table class=muted>' + timings + '</table>' if timings else ''}</header>"
+    )
+
+
+def _timeline(frames: list[ReportFrame], duration: float, use_scenes: bool) -> str:
+    if not frames or duration <= 0:
+        return ""
+    marks = []
+    if use_scenes:
+        starts = sorted({f.scene[0] for f in frames if f.scene is not None and f.scene[0] > 0})
+        marks += [
+            f"<div class='scene' style='left:{100 * s / duration:.3f}%'></div>" for s in starts
+        ]
+    marks += [
+        f"<a href='#frame-{f.index}' title='{clock(f.timestamp)}' "
+        f"style='left:{100 * min(f.timestamp, duration) / duration:.3f}%'></a>"
+        for f in frames
+    ]
+    return f"<div class='timeline' aria-label='timeline'>{''.join(marks)}</div>"
+
+
+def _summary(job: JobOut) -> str:
+    results = job.results or {}
+    if not results:
+        return ""
+    blocks = []
+    if results.get("description"):
+        blocks.append(f"<h2>Description</h2><p>{escape(results['description'])}</p>")
+    for name in job.metadata:
+        entries = results.get(name) or []
+        if not entries:
+            continue
+        chips = "".join(
+            f"<span>{escape(str(entry['name']))} <small>&times;{entry['count']} at "
+            f"{escape(', '.join(clock(t) for t in entry['timestamps'][:6]))}"
+            f"{'…' if len(entry['timestamps']) > 6 else ''}</small></span>"
+            for entry in entries
+        )
+        blocks.append(f"<h3>{escape(name.capitalize())}</h3><div class='chips'>{chips}</div>")
+    return f"<section id='summary'>{''.join(blocks)}</section>"
+
+
+def _frames(frames: list[ReportFrame]) -> str:
+    cards = []
+    for frame in frames:
+        image = (
+            f"<img alt='frame at {clock(frame.timestamp)}' loading='eager' "
+            f"src='data:image/jpeg;base64,{base64.b64encode(frame.thumbnail).decode()}'>"
+            if frame.thumbnail
+            else ""
+        )
+        scene = (
+            f" · scene {clock(frame.scene[0])}&ndash;{clock(frame.scene[1])}" if frame.scene else ""
+        )
+        chips = "".join(
+            f"<span>{escape(str(value))}</span>"
+            for values in frame.metadata.values()
+            for value in (values if isinstance(values, list) else [values])
+            if value
+        )
+        cards.append(
+            f"<article class='frame' id='frame-{frame.index}'>{image}<div class='body'>"
+            f"<time>{clock(frame.timestamp)}</time><span class='muted'>{scene}</span>"
+            f"<p class='caption'>{escape(frame.caption)}</p>"
+            f"<div class='chips'>{chips}</div></div></article>"
+        )
+    heading = f"<h2>Frames ({len(frames)})</h2>"
+    return f"{heading}<div class='frames'>{''.join(cards)}</div>"
+
+
+def _js_string(value: str) -> str:
+    # A JSON string is a JS string literal; escape '<' so it cannot close the script tag.
+    return json.dumps(value).replace("<", "\\u003c")

@@ -1,0 +1,99 @@
+"""A job for people: its live events (SSE), its HTML report, and signed links to share both."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.deps import ApiKeyDep, SessionDep, bearer_scheme, get_api_key
+from api.errors import responses
+from api.report import ReportFrame, render_report
+from api.schemas import JobOut, ShareLink, ShareRequest
+from api.services import jobs as service
+from api.services import links
+from api.services.events import job_events
+from db import frames as frame_repo
+from db.models import Job
+from scenecap import errors
+
+router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
+# The page's own event stream needs a token: EventSource cannot send an Authorization header.
+PAGE_TOKEN_SECONDS = 3600
+TokenQuery = Annotated[
+    str | None, Query(max_length=200, description="a share link's token, instead of the API key")
+]
+
+
+def viewed_job(
+    job_id: str,
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    token: TokenQuery = None,
+) -> Job:
+    """The job, for its owner (API key) or for anyone holding a valid link token."""
+    if token is not None:
+        return links.job_for_token(session, job_id, token)
+    key = get_api_key(request, session, credentials)
+    return service.get_job(session, key, job_id)
+
+
+ViewedJob = Annotated[Job, Depends(viewed_job)]
+_VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "progress, then one end"},
+        **_VIEW_ERRORS,
+    },
+    summary="Follow a job live (Server-Sent Events: progress, then completed|failed|cancelled)",
+)
+def job_events_stream(job: ViewedJob, request: Request) -> StreamingResponse:
+    return StreamingResponse(
+        job_events(request.app.state.session_factory, job.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/{job_id}/report",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, **_VIEW_ERRORS},
+    summary="The job as a page: frames with thumbnails and captions, merged results, progress",
+)
+def job_report(job: ViewedJob, session: SessionDep, token: TokenQuery = None) -> HTMLResponse:
+    rows = frame_repo.stored_frames(session, job.id, with_thumbnails=True)
+    view = JobOut.of(job, timings=service.stage_timings(session, job.id))
+    if token is None:
+        token = links.owner_token(session, job, PAGE_TOKEN_SECONDS)
+    events_url = f"/v2/media/categories/{job.id}/events?token={token}"
+    page = render_report(view, [ReportFrame.of(row) for row in rows], events_url)
+    return HTMLResponse(page, headers={"Cache-Control": "private, no-store"})
+
+
+@router.post(
+    "/{job_id}/share",
+    response_model=ShareLink,
+    responses=responses(errors.Unauthenticated, errors.JobNotFound, errors.ValidationFailed),
+    summary="A signed, expiring link to the job's report that works without the API key",
+)
+def share_job(
+    job_id: str, session: SessionDep, key: ApiKeyDep, body: ShareRequest | None = None
+) -> ShareLink:
+    job = service.get_job(session, key, job_id)
+    lifetime = (body or ShareRequest()).expires_in
+    token, expires_at = links.new_token(key, job.id, lifetime)
+    base = f"/v2/media/categories/{job.id}"
+    return ShareLink(
+        report_url=f"{base}/report?token={token}",
+        events_url=f"{base}/events?token={token}",
+        expires_at=datetime.fromtimestamp(expires_at, UTC),
+    )
