@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (trust auth for postgres on 127.0.0.1) and Redis answer on localhost:
-# start them if installed and stopped, install them with apt-get if absent.
+# start them if installed and stopped, install them with apt-get if absent. Also installs
+# Debian's Chromium, which the report's browser test drives.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -43,4 +44,10 @@ if ! command -v redis-cli >/dev/null || ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_until 30 redis_up || { echo "Redis did not come up" >&2; exit 1; }
 fi
-echo "PostgreSQL and Redis are up"
+
+# The report's browser test drives Debian's Chromium headless.
+if ! command -v chromium >/dev/null; then
+  echo "installing Chromium (for the report's browser test)"
+  apt_install chromium
+fi
+echo "PostgreSQL and Redis are up; Chromium is installed"

@@ -1,0 +1,81 @@
+"""The report in a real headless Chromium: thumbnails load, captions show, progress is live."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.conftest import ARTIFACTS, is_terminal, poll_job
+
+pytestmark = pytest.mark.usefixtures("worker")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Debian's Chromium (scripts/ensure-services.sh installs it); no downloaded browser.
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield chromium
+        chromium.close()
+
+
+def share(client: httpx.Client, api_url: str, job_id: str) -> str:
+    response = client.post(f"/v2/media/categories/{job_id}/share")
+    assert response.status_code == 200
+    return api_url + response.json()["report_url"]
+
+
+def test_a_completed_jobs_report_shows_its_thumbnails_and_captions(
+    browser: Browser, api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    job_id = client.post(
+        "/v2/media/categories",
+        json={"media_url": f"{media_server}/sample.mp4", "use_scenes": True, "max_frames": 6},
+    ).json()["job_id"]
+    job = poll_job(client, job_id, until=is_terminal)
+    assert job["status"] == "COMPLETED"
+    frames = job["results"]["frames"]
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(share(client, api_url, job_id), wait_until="load")
+    images = page.evaluate(
+        "[...document.querySelectorAll('article.frame img')]"
+        ".map(i => ({complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))"
+    )
+    assert len(images) == len(frames)
+    assert all(i["complete"] and i["width"] == 240 and i["height"] > 0 for i in images), images
+    for frame in frames:
+        assert page.locator(f"#frame-{frame['index']} .caption").inner_text() == frame["caption"]
+        assert page.locator(f"#frame-{frame['index']} .caption").is_visible()
+    assert page.locator(".timeline a").count() == len(frames)
+    assert page.locator("#summary").is_visible()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-completed.png"), full_page=True)
+    page.close()
+
+
+def test_a_running_jobs_report_updates_live_and_turns_into_the_result(
+    browser: Browser, api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    fake_vlm.delay = 0.4
+    job_id = client.post(
+        "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4", "max_frames": 6}
+    ).json()["job_id"]
+    page = browser.new_page()
+    page.goto(share(client, api_url, job_id), wait_until="load")
+    first = page.locator("#percent").inner_text()
+    assert first != "100%"
+    # Without any reload by the test, the page follows the job and ends on its result.
+    page.locator(".status.COMPLETED").wait_for(timeout=60_000)
+    assert page.locator("#percent").inner_text() == "100%"
+    assert page.locator("article.frame").count() == 6
+    page.screenshot(path=str(ARTIFACTS / "report-live.png"), full_page=True)
+    page.close()
