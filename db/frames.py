@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from db.models import JobFrame, JobStageTiming
+from db.models import JobFrame, JobStage, JobStageTiming
 from db.session import dialect_insert
 
 
@@ -44,4 +44,6 @@ def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
     rows = session.execute(
         select(JobStageTiming.stage, JobStageTiming.seconds).where(JobStageTiming.job_id == job_id)
     )
-    return {stage: round(seconds, 3) for stage, seconds in rows}
+    found = {stage: seconds for stage, seconds in rows}
+    # In pipeline order (the enum's), not the database's.
+    return {s.value: round(found[s.value], 3) for s in JobStage if s.value in found}

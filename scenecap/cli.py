@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -41,7 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create an API key (printed once)")
     create.add_argument("name")
     create.add_argument("--json", action="store_true", help='print {"key", "webhook_secret"}')
+
+    analyze = commands.add_parser(
+        "analyze", help="run the pipeline in this process on one file or URL and print the result"
+    )
+    analyze.add_argument("target", metavar="PATH_OR_URL")
+    _job_options(analyze)
+
+    submit = commands.add_parser("submit", help="submit a media URL to a running service")
+    submit.add_argument("media_url", metavar="URL")
+    submit.add_argument("--wait", action="store_true", help="follow the job live, then print it")
+    submit.add_argument(
+        "--api-url",
+        default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
+        help="the service (default: $SCENECAP_API_URL or http://127.0.0.1:8000)",
+    )
+    submit.add_argument(
+        "--api-key",
+        default=os.environ.get("SCENECAP_API_KEY"),
+        help="your API key (default: $SCENECAP_API_KEY)",
+    )
+    _job_options(submit)
     return parser
+
+
+def _job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenes", action="store_true", help="one frame per detected scene")
+    parser.add_argument("--max-frames", type=int, default=60, choices=range(1, 61), metavar="1-60")
+    parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +100,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         celery_app.start(["celery", "beat", "--loglevel", "INFO", "--schedule", _beat_schedule()])
         return 0
+    if args.command == "analyze":
+        from scenecap.analyze import run_analyze
+
+        return run_analyze(
+            args.target,
+            get_settings(),
+            use_scenes=args.scenes,
+            as_json=args.json,
+            max_frames=args.max_frames,
+        )
+    if args.command == "submit":
+        from scenecap.submit import run_submit
+
+        return run_submit(args)
     if args.command == "migrate":
         from db.migrate import upgrade
 

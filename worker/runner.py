@@ -59,6 +59,8 @@ class Runtime:
     enqueue_webhook: Callable[[uuid.UUID, float], None]
     # Told of every progress write (stage, percent); `scenecap analyze` draws its bar with it.
     progress_listener: Callable[[JobStage, int], None] | None = None
+    # Read file:// media in place: `scenecap analyze` only, never a worker serving the API.
+    local_files: bool = False
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         # One loop per process keeps the backend's connection pool alive across jobs.
@@ -164,7 +166,9 @@ def analyse(
     request = CaptionRequest(spec.metadata_types, spec.model)
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         progress.stage(JobStage.DOWNLOADING)
-        path, sniffed = fetch_media(spec.media_url, spec.media_data, Path(directory), settings)
+        path, sniffed = fetch_media(
+            spec.media_url, spec.media_data, Path(directory), settings, local_files=rt.local_files
+        )
         limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
         info = probe_media(path, limits, is_image=sniffed.kind == "image")
         with rt.session_factory.begin() as session:

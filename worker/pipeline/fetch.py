@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from scenecap.errors import MediaUnreachable
 from scenecap.media import SNIFF_BYTES, SniffedType, sniff_media
 from scenecap.safehttp import SafeHttpClient, UrlPolicy
 from scenecap.settings import Settings
 
 
 def fetch_media(
-    media_url: str, media_data: bytes | None, directory: Path, settings: Settings
+    media_url: str,
+    media_data: bytes | None,
+    directory: Path,
+    settings: Settings,
+    *,
+    local_files: bool = False,
 ) -> tuple[Path, SniffedType]:
-    """Write the media (uploaded bytes, or the URL's body) to directory; return path and type."""
+    """Write the media (uploaded bytes, or the URL's body) to directory; return path and type.
+
+    `local_files` lets a `file://` URL name a file read in place: only `scenecap analyze`
+    passes it (no setting can turn it on for the service, where it would be a hole).
+    """
     path = directory / "media"
-    if media_data is not None:
+    if local_files and media_url.startswith("file://"):
+        path = Path(media_url.removeprefix("file://"))
+        if not path.is_file():
+            raise MediaUnreachable(f"no such file: {path}")
+    elif media_data is not None:
         path.write_bytes(media_data)
     else:
         policy = UrlPolicy(allow_private=settings.allow_private_urls)

@@ -1,0 +1,144 @@
+"""`scenecap analyze` and `scenecap submit --wait`, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCENECAP = [sys.executable, "-m", "scenecap.cli"]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
+    return {**env, **extra}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SCENECAP, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env or clean_env(),
+    )
+
+
+def test_analyze_a_file_prints_json_with_scenes_and_stage_timings(media_dir: Path) -> None:
+    done = run("analyze", str(media_dir / "sample.mp4"), "--scenes", "--json")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "COMPLETED" and job["percent_complete"] == 100
+    frames = job["results"]["frames"]
+    assert [(f["scene_start"], f["scene_end"]) for f in frames] == [
+        (0.0, 3.0),
+        (3.0, 6.0),
+        (6.0, 9.0),
+        (9.0, 12.0),
+    ]
+    assert list(job["timings"]) == [
+        "downloading",
+        "detecting_scenes",
+        "extracting_frames",
+        "captioning",
+        "summarizing",
+        "total",
+    ]
+    assert job["timings"]["total"] >= sum(v for k, v in job["timings"].items() if k != "total")
+    # Not a terminal: plain progress lines, percent rising.
+    percents = [int(line.split("%")[0]) for line in done.stderr.splitlines() if "%" in line]
+    assert len(percents) >= 4 and percents == sorted(percents)
+
+
+def test_analyze_draws_a_progress_bar_on_a_terminal(media_dir: Path) -> None:
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb", buffering=0) as screen:
+        process = subprocess.Popen(
+            [*SCENECAP, "analyze", str(media_dir / "sample.mp4")],
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+            env=clean_env(),
+        )
+        os.close(terminal)
+        drawn = b""
+        while True:
+            try:
+                chunk = screen.read(4096)
+            except OSError:  # The child closed the terminal.
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        assert process.wait(timeout=120) == 0
+    text = drawn.decode()
+    assert "\r[" in text and "captioning" in text
+    assert "100%" not in text.split("\r")[1]  # the bar starts low and is redrawn in place
+
+
+def test_analyze_a_url_prints_a_readable_summary(media_server: str) -> None:
+    done = run("analyze", f"{media_server}/sample.mp4", "--max-frames", "3")
+    assert done.returncode == 0, done.stderr
+    assert "red" in done.stdout and "time: downloading" in done.stdout
+    assert len([line for line in done.stdout.splitlines() if " s  A " in line]) == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [("missing.mp4", "MEDIA_UNREACHABLE"), ("notes.txt", "UNSUPPORTED_MEDIA")],
+)
+def test_analyze_errors_are_one_line_and_a_nonzero_exit(
+    tmp_path: Path, target: str, code: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a video")
+    done = run("analyze", str(tmp_path / target))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"scenecap: error: {code}: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_broken_video_fails_with_its_code(media_dir: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes((media_dir / "sample.mp4").read_bytes()[:3000])
+    done = run("analyze", str(truncated))
+    assert done.returncode == 1
+    assert "scenecap: error: MEDIA_UNREADABLE" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.usefixtures("worker")
+def test_submit_wait_follows_the_job_and_prints_it(
+    api_url: str, new_key: Callable[[], str], media_server: str, fake_vlm: Any
+) -> None:
+    fake_vlm.delay = 0.2
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    done = run("submit", f"{media_server}/sample.mp4", "--wait", "--max-frames", "3", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "captioning" in done.stderr  # live progress from the event stream
+    assert len([line for line in done.stdout.splitlines() if " s  " in line]) == 3
+
+    quick = run("submit", f"{media_server}/sample.mp4", "--max-frames", "1", env=env)
+    assert quick.returncode == 0 and len(quick.stdout.strip()) == 36  # the job id
+
+
+@pytest.mark.usefixtures("worker")
+def test_submit_errors_are_one_line(api_url: str, media_server: str) -> None:
+    wrong_key = run(
+        "submit", f"{media_server}/sample.mp4", "--api-url", api_url, "--api-key", "sc_wrong"
+    )
+    assert wrong_key.returncode == 1
+    assert wrong_key.stderr.startswith("scenecap: error: UNAUTHENTICATED: ")
+    nowhere = run(
+        "submit", "https://example.com/a.mp4", "--api-url", "http://127.0.0.1:9", "--api-key", "k"
+    )
+    assert nowhere.returncode == 1 and "cannot reach http://127.0.0.1:9" in nowhere.stderr
+    no_key = run("submit", "https://example.com/a.mp4")
+    assert no_key.returncode == 2 and "SCENECAP_API_KEY" in no_key.stderr
+    for done in (wrong_key, nowhere, no_key):
+        assert "Traceback" not in done.stderr
