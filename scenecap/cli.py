@@ -85,12 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "api":
         import uvicorn
 
+        from scenecap.logs import log_config
+
         uvicorn.run(
             "api.main:create_app",
             factory=True,
             host=args.host,
             port=args.port,
             workers=args.workers,
+            log_config=log_config(get_settings()),
         )
         return 0
     if args.command == "worker":

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     broker_url: str = "embedded"
     embedded_broker_dir: Path = DEV_HOME / "broker"
     public_base_url: str = "http://127.0.0.1:8000"
+    # "json": one JSON object per line (for log shippers), with the job id when there is one.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     vision_backend: Literal["local", "openai"] = "local"
     vlm_base_url: str = "http://127.0.0.1:8001/v1"

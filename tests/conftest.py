@@ -4,6 +4,7 @@ the API on a real socket, a media server and a fake VLM, all on 127.0.0.1."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -166,6 +167,8 @@ def settings(fake_vlm_server: FakeVLMServer) -> Settings:
         webhook_timeout_seconds=1.5,
         # On, but far above what the tests' 20-per-second polling reaches (test_limits lowers it).
         rate_limit_per_minute=100_000,
+        # The worker logs JSON, as it would for a log shipper; test_logging reads it.
+        log_format="json",
     )
 
 
@@ -345,8 +348,16 @@ def no_worker_errors(request: pytest.FixtureRequest, worker_log: Path) -> Iterat
     with worker_log.open("rb") as log:
         log.seek(start)
         new = log.read().decode(errors="replace")
-    errors = [line for line in new.splitlines() if "ERROR/" in line or "CRITICAL/" in line]
+    errors = [line for line in new.splitlines() if _logged_level(line) in ("ERROR", "CRITICAL")]
     assert not errors, "the worker logged errors:\n" + "\n".join(errors[:10])
+
+
+def _logged_level(line: str) -> str | None:
+    try:
+        entry = json.loads(line)
+    except ValueError:  # Not a log record (Celery's start-up banner is printed directly).
+        return "ERROR" if "ERROR/" in line or "Traceback" in line else None
+    return entry.get("level") if isinstance(entry, dict) else None
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import logging.config
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
+from scenecap.logs import log_config
 from scenecap.settings import Settings, get_settings
 
 MEDIA_QUEUE = "media"
@@ -75,6 +78,13 @@ def create_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
     return app
+
+
+@signals.setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    # Connected, so Celery leaves logging to us: the same format (text or JSON) as the API.
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else loglevel
+    logging.config.dictConfig(log_config(get_settings(), level))
 
 
 celery_app = create_celery(get_settings())

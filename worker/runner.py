@@ -24,6 +24,7 @@ from db import jobs
 from db import webhooks as webhook_repo
 from db.models import Job, JobFrame, JobKind, JobStage
 from scenecap.errors import JobCancelled, ScenecapError
+from scenecap.logs import job_context
 from scenecap.settings import Settings
 from worker.completion import answer_completion
 from worker.pipeline.extract import ExtractedFrame, extract_frames
@@ -98,6 +99,11 @@ class JobSpec:
 
 def run_job(job_id: uuid.UUID, rt: Runtime) -> None:
     """Process one job to a terminal state (or leave it to its canceller)."""
+    with job_context(job_id):
+        _run_job(job_id, rt)
+
+
+def _run_job(job_id: uuid.UUID, rt: Runtime) -> None:
     with rt.session_factory.begin() as session:
         job = jobs.claim_job(session, job_id, rt.worker_id, rt.settings.job_lease_seconds)
         if job is None:

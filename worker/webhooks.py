@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import webhooks
 from db.models import ApiKey, WebhookEvent, WebhookStatus, as_utc, utcnow
 from scenecap.errors import ScenecapError
+from scenecap.logs import job_context
 from scenecap.safehttp import SafeHttpClient, UrlPolicy
 from scenecap.settings import Settings
 from scenecap.signing import signature_header
@@ -50,6 +51,7 @@ def deliver_event(
         if key.previous_webhook_secret and rotated and as_utc(rotated) > utcnow():
             secrets.append(key.previous_webhook_secret)
         url, body, webhook_id, attempts = event.url, event.body, event.webhook_id, event.attempts
+        job_id = event.job_id
 
     timestamp = int(time.time())
     headers = {
@@ -108,9 +110,14 @@ def deliver_event(
         )
     if delay is not None:
         enqueue(event_id, delay)
-    log.info(
-        "webhook %s attempt %d: %s (%s)", webhook_id, attempts + 1, outcome, status_code or error
-    )
+    with job_context(job_id):
+        log.info(
+            "webhook %s attempt %d: %s (%s)",
+            webhook_id,
+            attempts + 1,
+            outcome,
+            status_code or error,
+        )
     return outcome
 
 
