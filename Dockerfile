@@ -13,7 +13,7 @@ COPY worker ./worker
 COPY db ./db
 COPY scenecap ./scenecap
 COPY migrations ./migrations
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[monitoring]"
 
 RUN useradd --create-home --uid 10001 scenecap
 USER scenecap

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None)
     worker.add_argument("--queues", default="media,webhooks")
     worker.add_argument("--beat", action="store_true", help="also run the scheduler in-process")
+    worker.add_argument("--events", action="store_true", help="send task events (for Flower)")
     commands.add_parser("beat", help="the scheduler for periodic work (job reaper)")
     commands.add_parser("migrate", help="alembic upgrade head on the configured database")
 
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "worker":
-        return _worker(args.concurrency, args.queues, beat=args.beat)
+        return _worker(args.concurrency, args.queues, beat=args.beat, events=args.events)
     if args.command == "beat":
         from worker.celery_app import celery_app
 
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _create_key(args.name, as_json=args.json)
 
 
-def _worker(concurrency: int | None, queues: str, *, beat: bool) -> int:
+def _worker(concurrency: int | None, queues: str, *, beat: bool, events: bool) -> int:
     from worker.celery_app import celery_app
 
     argv = ["worker", "--loglevel", "INFO", "--queues", queues]
@@ -134,6 +135,8 @@ def _worker(concurrency: int | None, queues: str, *, beat: bool) -> int:
         argv += ["--concurrency", str(concurrency)]
     if beat:
         argv += ["--beat", "--schedule", _beat_schedule()]
+    if events:
+        argv.append("--task-events")
     celery_app.worker_main(argv)
     return 0
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import httpx
 import yaml
 
 from scenecap.cli import build_parser
+from scenecap.settings import Settings
+from tests.conftest import settings_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +50,49 @@ def test_dockerfile_copies_every_package() -> None:
     ]["find"]["include"]
     copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
     assert {p.rstrip("*") for p in packages} <= copied
+
+
+def test_flower_is_an_optional_profile_on_the_same_broker() -> None:
+    services = compose()["services"]
+    flower = services["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert flower["command"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+    assert (
+        flower["environment"]["SCENECAP_BROKER_URL"]
+        == (services["worker"]["environment"]["SCENECAP_BROKER_URL"])
+    )
+    assert "--events" in services["worker"]["command"]  # Flower sees tasks only with events
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("flower") for dep in extras["monitoring"])
+    assert '".[monitoring]"' in (ROOT / "Dockerfile").read_text()
+
+
+FLOWER = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower"]
+
+
+def test_flower_starts_on_our_celery_app_and_answers(settings: Settings) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    flower = subprocess.Popen(
+        [*FLOWER, f"--port={port}", "--address=127.0.0.1"],
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def healthy() -> bool:
+            assert flower.poll() is None, "flower exited"
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthcheck").text == "OK"
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=60, interval=0.2, what="flower to answer")
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
