@@ -71,3 +71,42 @@ def is_data_uri(url: str) -> bool:
 
 # The metadata types a client may ask for, in the order results list them.
 METADATA_TYPES = ("categories", "participants", "actions", "scene", "tags")
+
+
+def claimed_image_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) that an image's header claims, read without decoding anything.
+
+    FFmpeg gives up on sizes past its own limits and reports no size at all, so a claimed
+    60000x60000 would look merely unreadable; reading the header names the real problem.
+    """
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        kind, body = head[12:16], head[20:]
+        if kind == b"VP8X":
+            return int.from_bytes(body[4:7], "little") + 1, int.from_bytes(body[7:10], "little") + 1
+        if kind == b"VP8L":
+            bits = int.from_bytes(body[1:5], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8 ":
+            return int.from_bytes(body[6:8], "little") & 0x3FFF, int.from_bytes(
+                body[8:10], "little"
+            ) & 0x3FFF
+    if head[:2] == b"\xff\xd8":
+        return _jpeg_size(head)
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 9 <= len(head) and head[at] == 0xFF:
+        marker = head[at + 1]
+        length = int.from_bytes(head[at + 2 : at + 4], "big")
+        # SOF0..SOF15 carry the size, except DHT (C4), JPG (C8) and DAC (CC).
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(head[at + 5 : at + 7], "big")
+            return int.from_bytes(head[at + 7 : at + 9], "big"), height
+        at += 2 + length
+    return None

@@ -29,7 +29,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -276,8 +275,10 @@ def _remaining_timeout(deadline: float) -> dict[str, float]:
 
 
 def _iter_with_deadline(response: httpx.Response, deadline: float) -> Iterator[bytes]:
+    # No chunk size: httpx would buffer up to it, and a server dripping bytes would then
+    # never reach the deadline check below.
     try:
-        for chunk in response.iter_raw(_CHUNK):
+        for chunk in response.iter_raw():
             if time.monotonic() > deadline:
                 raise MediaUnreachable("the media server was too slow: fetch deadline passed")
             yield chunk

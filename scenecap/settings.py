@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # always the frame on screen at the planned time.
     extract_policy: Literal["exact", "keyframe"] = "keyframe"
     keyframe_tolerance_seconds: float | None = Field(None, ge=0)
+    # Decoding runs in a child process with these limits (address space, wall clock per step).
+    decode_memory_mb: int = Field(4096, ge=256)
+    decode_timeout_seconds: float = Field(3600.0, gt=0)
     scene_detector: Literal["content", "adaptive"] = "content"
     scene_threshold: float | None = Field(None, gt=0)
     jpeg_quality: int = Field(85, ge=30, le=100)

@@ -167,6 +167,11 @@ def settings(fake_vlm_server: FakeVLMServer) -> Settings:
         webhook_timeout_seconds=1.5,
         # On, but far above what the tests' 20-per-second polling reaches (test_limits lowers it).
         rate_limit_per_minute=100_000,
+        # Limits low enough for test_hostile_media to cross them cheaply.
+        max_media_bytes=64 * 1024 * 1024,
+        fetch_timeout_seconds=8,
+        max_duration_seconds=120,
+        max_input_pixels=1920 * 1088,
         # The worker logs JSON, as it would for a log shipper; test_logging reads it.
         log_format="json",
     )

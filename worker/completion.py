@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from worker.pipeline.extract import ExtractedFrame, extract_frames
 from worker.pipeline.fetch import fetch_media
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, probe_media
+from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.progress import ProgressReporter
 from worker.vision.base import ChatAnswer, VisionBackend
 
@@ -83,7 +85,13 @@ def inline_media(
     room = settings.vlm_context_tokens - max_tokens - FRAME_PROMPT_TOKENS - text_tokens
     per_slot = max(_MIN_TOKENS_PER_FRAME, room // max(1, slots))
     max_pixels = min(settings.frame_max_pixels, per_slot * 28 * 28)
-    replaced = iter(_as_parts(path, kind, settings, max_pixels) for path, kind in sources)
+    # Decoded in the sandbox, like a media job's frames (the media is as untrusted).
+    replaced = iter(
+        run_sandboxed(
+            partial(_as_parts, path, kind, settings, max_pixels), SandboxLimits.of(settings)
+        )
+        for path, kind in sources
+    )
     out = []
     for message in messages:
         if isinstance(message["content"], str):
@@ -109,7 +117,9 @@ def _fetch(url: str, directory: Path, number: int, settings: Settings) -> tuple[
     return path, sniffed.kind
 
 
-def _as_parts(path: Path, kind: str, settings: Settings, max_pixels: int) -> list[dict[str, Any]]:
+def _as_parts(
+    path: Path, kind: str, settings: Settings, max_pixels: int, _send: Send
+) -> list[dict[str, Any]]:
     limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
     info = probe_media(path, limits, is_image=kind == "image")
     if kind == "image":

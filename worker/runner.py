@@ -32,6 +32,7 @@ from worker.pipeline.fetch import fetch_media
 from worker.pipeline.merge import build_results
 from worker.pipeline.plan import PlannedFrame, frame_count, plan_even, plan_scenes
 from worker.pipeline.probe import Limits, MediaInfo, probe_media
+from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.pipeline.scenes import detect_scenes
 from worker.progress import ProgressReporter
 from worker.vision.base import (
@@ -170,32 +171,29 @@ def analyse(
     """Run the pipeline for one job; return its results and usage."""
     settings = rt.settings
     request = CaptionRequest(spec.metadata_types, spec.model)
+    sandbox = SandboxLimits.of(settings)
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         progress.stage(JobStage.DOWNLOADING)
         path, sniffed = fetch_media(
             spec.media_url, spec.media_data, Path(directory), settings, local_files=rt.local_files
         )
-        limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
-        info = probe_media(path, limits, is_image=sniffed.kind == "image")
+        media_limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
+        is_image = sniffed.kind == "image"
+        info = run_sandboxed(
+            lambda _send: probe_media(path, media_limits, is_image=is_image), sandbox
+        )
         with rt.session_factory.begin() as session:
             jobs.set_media_info(session, spec.id, {**info.as_dict(), "mime": sniffed.mime})
         progress.stage(JobStage.DOWNLOADING, 1.0)
-        plan = plan_frames(spec, info, path, settings, progress, is_image=sniffed.kind == "image")
+        plan = plan_frames(spec, info, path, settings, progress, is_image=is_image)
         stored = _stored_frames(rt, spec.id)
         todo = [p for p in plan if p.index not in stored]
         progress.stage(JobStage.EXTRACTING_FRAMES)
-        extracted: list[ExtractedFrame] = []
-        for frame in extract_frames(
-            path,
-            todo,
-            max_pixels=settings.frame_max_pixels,
-            jpeg_quality=settings.jpeg_quality,
-            policy=settings.extract_policy,
-            tolerance=settings.keyframe_tolerance_seconds,
-            keyframes=list(info.keyframes) if info.keyframes else None,
-        ):
-            extracted.append(frame)
-            progress.stage(JobStage.EXTRACTING_FRAMES, len(extracted) / len(todo))
+        extracted = run_sandboxed(
+            lambda send: _extract(path, todo, info, settings, send),
+            sandbox,
+            on_message=lambda done: progress.stage(JobStage.EXTRACTING_FRAMES, done / len(todo)),
+        )
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
     rt.run(
         caption_frames(rt, spec.id, request, extracted, progress, done=len(stored), total=len(plan))
@@ -241,14 +239,37 @@ def plan_frames(
     if not spec.use_scenes:
         return plan_even(info.duration, count, settings.min_frame_gap_seconds)
     progress.stage(JobStage.DETECTING_SCENES)
-    scenes = detect_scenes(
-        path,
-        info.duration,
-        detector=settings.scene_detector,
-        threshold=settings.scene_threshold,
-        on_progress=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),
+    scenes = run_sandboxed(
+        lambda send: detect_scenes(
+            path,
+            info.duration,
+            detector=settings.scene_detector,
+            threshold=settings.scene_threshold,
+            on_progress=send,
+        ),
+        SandboxLimits.of(settings),
+        on_message=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),
     )
     return plan_scenes(scenes, count)
+
+
+def _extract(
+    path: Path, todo: list[PlannedFrame], info: MediaInfo, settings: Settings, send: Send
+) -> list[ExtractedFrame]:
+    """In the sandbox: decode the frames still to caption, reporting each one done."""
+    extracted: list[ExtractedFrame] = []
+    for frame in extract_frames(
+        path,
+        todo,
+        max_pixels=settings.frame_max_pixels,
+        jpeg_quality=settings.jpeg_quality,
+        policy=settings.extract_policy,
+        tolerance=settings.keyframe_tolerance_seconds,
+        keyframes=list(info.keyframes) if info.keyframes else None,
+    ):
+        extracted.append(frame)
+        send(len(extracted))
+    return extracted
 
 
 async def caption_frames(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import cv2
 import pytest
 
 from scenecap.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
-from scenecap.media import decode_data_uri, sniff_media
+from scenecap.media import claimed_image_size, decode_data_uri, sniff_media
 
 
 @pytest.mark.parametrize(
@@ -64,3 +65,28 @@ class TestDataUri:
     def test_refuses_malformed_uris(self, uri: str) -> None:
         with pytest.raises(InvalidMediaUrl):
             decode_data_uri(uri, max_bytes=100)
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".webp", ".gif"])
+@pytest.mark.parametrize("lossless", [False, True])
+def test_claimed_image_size_reads_the_header_of_each_type(
+    tmp_path: Path, extension: str, lossless: bool
+) -> None:
+    from tests.clips import flat, gif_image
+
+    path = tmp_path / f"image{extension}"
+    if extension == ".gif":
+        gif_image(path)
+        expected = cv2.VideoCapture(str(path)).read()[1].shape[:2]
+    else:
+        params = [cv2.IMWRITE_WEBP_QUALITY, 101] if lossless and extension == ".webp" else []
+        image = flat("red", 333, 127)
+        cv2.imwrite(str(path), image, params)
+        expected = image.shape[:2]
+    assert claimed_image_size(path.read_bytes()) == (expected[1], expected[0])
+
+
+def test_claimed_image_size_is_none_for_what_it_cannot_read() -> None:
+    assert claimed_image_size(b"") is None
+    assert claimed_image_size(b"\xff\xd8\xff") is None
+    assert claimed_image_size(b"not an image at all") is None

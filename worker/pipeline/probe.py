@@ -18,6 +18,10 @@ from typing import Any
 import av
 
 from scenecap.errors import DurationTooLong, MediaUnreadable, NoVideoStream, ResolutionTooLarge
+from scenecap.media import claimed_image_size
+
+# A JPEG's size may sit after large EXIF or ICC segments.
+_IMAGE_HEAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,15 @@ class _Timeline:
 
 def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaInfo:
     """Measure the media and refuse what is over the limits (with the matching error)."""
+    if is_image:
+        with path.open("rb") as image:
+            claimed = claimed_image_size(image.read(_IMAGE_HEAD_BYTES))
+        if claimed is not None and claimed[0] * claimed[1] > limits.max_input_pixels:
+            raise ResolutionTooLarge(
+                f"the image claims {claimed[0]}x{claimed[1]} pixels; the limit is "
+                f"{limits.max_input_pixels}",
+                {"width": claimed[0], "height": claimed[1]},
+            )
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.video:
