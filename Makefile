@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench bench-captioning clean
+.PHONY: install demo dev services lint test bench bench-captioning bench-load clean
 
 $(BIN)/scenecap: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: install ## media-pipeline benchmark (BENCH_ARGS=--long adds the 30-minute
 
 bench-captioning: install ## captioning stage against the fake VLM: concurrency vs ideal, per-frame overhead
 	$(BIN)/python -m bench.captioning
+
+bench-load: install services ## API under N concurrent clients (real worker, fake VLM): req/s, p50/p99, jobs/s
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

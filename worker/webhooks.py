@@ -39,7 +39,9 @@ def deliver_event(
     enqueue: Enqueue,
 ) -> WebhookStatus | None:
     """Make one delivery attempt if the event is due; return its outcome (None if not due)."""
-    lock = settings.webhook_timeout_seconds + 30
+    # Held while one attempt runs (its deadline covers the whole exchange); a worker killed
+    # mid-attempt frees the event when the lock lapses, and the sweep delivers it again.
+    lock = settings.webhook_timeout_seconds * 2 + 5
     with session_factory.begin() as session:
         event = webhooks.claim_event(session, event_id, lock)
         if event is None:

@@ -68,11 +68,12 @@ def test_a_hanging_decoder_is_killed_at_the_deadline() -> None:
     def work(_send: Send) -> None:
         time.sleep(600)
 
+    before = _children()  # the session's worker, for one
     started = time.monotonic()
     with pytest.raises(MediaUnreadable, match="did not finish within 1 s"):
         run_sandboxed(work, limits(seconds=1))
     assert time.monotonic() - started < 30
-    assert not _children(), "the hung child was left behind"
+    assert _children() <= before, "the hung child was left behind"
 
 
 def test_a_decoder_that_balloons_hits_the_memory_cap() -> None:
@@ -91,6 +92,7 @@ def test_a_cancellation_seen_by_the_parent_stops_the_child() -> None:
     def on_message(_fraction: float) -> None:
         raise JobCancelled("the job was cancelled")
 
+    before = _children()
     with pytest.raises(JobCancelled):
         run_sandboxed(work, limits(), on_message=on_message)
-    assert not _children()
+    assert _children() <= before

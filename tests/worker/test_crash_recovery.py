@@ -1,0 +1,249 @@
+"""kill -9 of a real Celery worker (its whole process group) at each stage of a job, then a
+fresh worker: the job completes, complete and without duplicates, no captioned frame goes to
+the model twice, and every webhook delivery carries the one webhook-id of its event.
+
+These workers use a database and a Redis db of their own (with short leases), so the
+session's worker never sees their jobs.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from db import frames as frame_repo
+from db import jobs as job_repo
+from db.keys import create_key
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+from scenecap.dev import worker_command
+from scenecap.settings import Settings
+from tests.conftest import ROOT, recreate_database, settings_env, wait_for
+
+CRASH_REDIS = "redis://127.0.0.1:6379/14"
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver whose first answer is slow (so a worker can die mid-delivery)."""
+
+    url: str = ""
+    received: list[dict[str, Any]] = field(default_factory=list)
+    first_delay: float = 0.0
+
+
+@dataclass
+class Crashable:
+    settings: Settings
+    session_factory: Any
+    log: Path
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        command = worker_command(self.log.parent / f"beat-{len(self.workers)}", concurrency=1)
+        with self.log.open("ab") as log:  # the child keeps its own descriptor
+            worker = subprocess.Popen(
+                command,
+                env=settings_env(self.settings),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.workers.append(worker)
+        wait_for(
+            lambda: (
+                self.log.read_text().count("ready.") == len(self.workers)
+                or worker.poll() is not None
+            ),
+            timeout=60,
+            what="the worker to start",
+        )
+        assert worker.poll() is None, self.log.read_text()[-3000:]
+        return worker
+
+    def kill(self, worker: subprocess.Popen[bytes]) -> None:
+        os.killpg(worker.pid, signal.SIGKILL)  # the whole group: pool children, decoders
+        worker.wait()
+
+    def job(self, job_id: uuid.UUID) -> Any:
+        with self.session_factory() as session:
+            return job_repo.get_job(session, job_id, with_results=True)
+
+    def frames(self, job_id: uuid.UUID) -> list[int]:
+        with self.session_factory() as session:
+            return [f.index for f in frame_repo.stored_frames(session, job_id)]
+
+
+@pytest.fixture(scope="module")
+def slow_media(media_dir: Path) -> Iterator[str]:
+    """Serves media files in 8 pieces, 0.4 s apart: a download that takes ~3 s."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            body = (media_dir / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            step = len(body) // 8 + 1
+            try:
+                for start in range(0, len(body), step):
+                    self.wfile.write(body[start : start + step])
+                    self.wfile.flush()
+                    time.sleep(0.4)  # a slow media server, so the download stage lasts
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            first = not state.received
+            state.received.append({"id": self.headers["webhook-id"], "body": json.loads(body)})
+            if first and state.first_delay:
+                time.sleep(state.first_delay)  # a slow receiver: the delivery is in flight
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def crashable(settings: Settings, tmp_path: Path) -> Iterator[Crashable]:
+    redis.Redis.from_url(CRASH_REDIS).flushdb()
+    database = recreate_database("scenecap_crash")
+    upgrade(database)
+    engine = make_engine(database)
+    harness = Crashable(
+        settings.model_copy(
+            update={
+                "database_url": database,
+                "broker_url": CRASH_REDIS,
+                "job_lease_seconds": 5,
+                "reaper_interval_seconds": 1,
+                "webhook_timeout_seconds": 2,
+                "vlm_max_concurrency": 1,
+            }
+        ),
+        make_session_factory(engine),
+        tmp_path / "worker.log",
+    )
+    yield harness
+    for worker in harness.workers:
+        if worker.poll() is None:
+            harness.kill(worker)
+    engine.dispose()
+
+
+STAGES: dict[str, tuple[str, dict[str, Any], Callable[[Any, list[int], Receiver], bool]]] = {
+    # stage: (media, job fields, when to kill: job row, stored frames, receiver)
+    "downloading": ("slow", {}, lambda job, _f, _r: job.stage == "downloading"),
+    "detecting_scenes": (
+        "long.mp4",
+        {"use_scenes": True},
+        lambda job, _f, _r: job.stage == "detecting_scenes",
+    ),
+    "captioning": ("sample.mp4", {}, lambda _job, frames, _r: len(frames) >= 2),
+    "after_commit_before_webhook": (
+        "sample.mp4",
+        {},
+        lambda job, _f, receiver: job.status == "COMPLETED" and bool(receiver.received),
+    ),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_worker_killed_at_any_stage_is_replaced_without_duplicate_work(
+    crashable: Crashable,
+    slow_media: str,
+    media_server: str,
+    receiver: Receiver,
+    fake_vlm: Any,
+    stage: str,
+) -> None:
+    media, fields, kill_when = STAGES[stage]
+    url = f"{slow_media}/sample.mp4" if media == "slow" else f"{media_server}/{media}"
+    fake_vlm.delay = 0.3
+    receiver.received.clear()
+    receiver.first_delay = 1.5 if stage == "after_commit_before_webhook" else 0.0
+    with crashable.session_factory.begin() as session:
+        key, _plaintext = create_key(session, "crash")
+        job_id = job_repo.create_job(
+            session,
+            api_key_id=key.id,
+            media_url=url,
+            media_type="video",
+            requested_metadata=["tags"],
+            max_frames=6,
+            webhook_url=f"{receiver.url}/hook",
+            **fields,
+        ).id
+    # Nothing enqueues it: the reaper finds the pending job, as after a lost message.
+    first = crashable.start_worker()
+    wait_for(
+        lambda: kill_when(crashable.job(job_id), crashable.frames(job_id), receiver),
+        timeout=60,
+        interval=0.02,
+        what=f"the job to reach {stage}",
+    )
+    crashable.kill(first)
+    kept = crashable.frames(job_id)
+    wait_for(lambda: fake_vlm.in_flight == 0, timeout=10, what="in-flight requests to end")
+    sent_before = len(fake_vlm.image_requests())
+
+    crashable.start_worker()
+    job = wait_for(
+        lambda: (j := crashable.job(job_id)).status == "COMPLETED" and j.stage == "done" and j,
+        timeout=90,
+        what="the fresh worker to finish the job",
+    )
+    frames = crashable.frames(job_id)
+    assert frames == list(range(len(frames))) and len(frames) >= 4, frames
+    assert [f["index"] for f in job.results["frames"]] == frames, "complete, no duplicates"
+    assert len(fake_vlm.image_requests()) - sent_before == len(frames) - len(kept), (
+        "frames captioned before the kill went to the model again"
+    )
+    deliveries = wait_for(
+        lambda: [r for r in receiver.received if r["body"]["data"]["job_id"] == str(job_id)],
+        timeout=60,
+        what="the webhook",
+    )
+    assert {r["id"] for r in deliveries} == {deliveries[0]["id"]}, "one webhook-id per event"
+    assert {r["body"]["type"] for r in deliveries} == {"media.completed"}
