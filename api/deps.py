@@ -49,6 +49,9 @@ def get_api_key(
     limiter: RateLimiter | None = request.app.state.rate_limiter
     if limiter is not None:
         limiter.hit(key.id)
+    # End the lookup's transaction: the connection goes back to the pool instead of waiting,
+    # idle, while the request queues for its next thread.
+    session.commit()
     return key
 
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,7 @@ from scenecap.errors import (
     RequestTooLarge,
     RouteNotFound,
     ScenecapError,
+    ServiceUnavailable,
     ValidationFailed,
 )
 
@@ -36,12 +38,22 @@ def error_response(error: ScenecapError, headers: dict[str, str] | None = None) 
     return JSONResponse(body, status_code=error.status_code, headers=headers)
 
 
-def responses(*errors: type[ScenecapError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the errors a route can return."""
+def responses(
+    *errors: type[ScenecapError], json_beside: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the errors a route can return.
+
+    `json_beside`: the route answers in another media type (HTML, SSE), so name the errors'
+    JSON explicitly; FastAPI would otherwise document them in the route's own type.
+    """
     documented: dict[int | str, dict[str, Any]] = {}
+    json_error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for error in errors:
         entry = documented.setdefault(
-            error.status_code, {"model": ErrorResponse, "description": ""}
+            error.status_code,
+            {"description": "", "content": json_error}
+            if json_beside
+            else {"model": ErrorResponse, "description": ""},
         )
         entry["description"] = " / ".join(filter(None, [entry["description"], error.code]))
     return documented
@@ -90,11 +102,19 @@ def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     raise exc
 
 
+def _pool_exhausted(_request: Request, exc: Exception) -> JSONResponse:
+    # Every pooled connection stayed busy past the pool timeout: overload, not a bug.
+    log.warning("database connection pool exhausted: %s", exc)
+    busy = ServiceUnavailable("the service is overloaded; try again shortly")
+    return error_response(busy, headers={"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ScenecapError, _scenecap_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
 
 
 class BodySizeLimit:

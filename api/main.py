@@ -17,11 +17,17 @@ from db.session import make_engine, make_session_factory
 from scenecap.settings import Settings, get_settings
 from worker.submit import JobQueue
 
+# Starlette runs sync routes and dependencies on anyio's thread pool (40 threads by default).
+API_THREADS = 40
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API application for these settings (the environment's by default)."""
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    # One connection per threadpool thread (anyio's default 40): a request holding a
+    # connection while it waits for a thread can then never starve one that waits for a
+    # connection (under load that deadlock turned into pool timeouts).
+    engine = make_engine(settings.database_url, max_connections=API_THREADS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

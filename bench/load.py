@@ -83,7 +83,7 @@ def stack(vlm_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "SCENECAP_RATE_LIMIT_PER_MINUTE": "1000000",
         "SCENECAP_LOG_LEVEL": "WARNING",
     }
-    log = (folder / "stack.log").open("ab")
+    log = (ROOT / "bench" / ".cache" / "load-stack.log").open("wb")
     worker = subprocess.Popen(
         worker_command(folder / "beat", concurrency=2), env=env, cwd=ROOT, stdout=log, stderr=log
     )
@@ -103,7 +103,7 @@ def stack(vlm_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
                 if httpx.get(f"{url}/readyz").status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the stack did not come up; see {folder / 'stack.log'}")
+                raise RuntimeError("the stack did not come up; see bench/.cache/load-stack.log")
             time.sleep(0.2)  # start-up poll
         yield url, env
     finally:
@@ -113,7 +113,12 @@ def stack(vlm_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
 
 
 async def client(
-    url: str, key: str, media: str, until: float, samples: dict[str, list[float]]
+    url: str,
+    key: str,
+    media: str,
+    until: float,
+    samples: dict[str, list[float]],
+    errors: list[str],
 ) -> int:
     """One user: submit, poll to the end, repeat until `until`; returns jobs finished."""
     finished = 0
@@ -125,12 +130,19 @@ async def client(
                 "/v2/media/categories", json={"media_url": media, "max_frames": 2}
             )
             samples["post"].append(time.perf_counter() - started)
+            if response.status_code != 202:
+                errors.append(f"POST {response.status_code}: {response.text[:120]}")
+                continue
             job_id = response.json()["job_id"]
             while True:
                 await asyncio.sleep(0.1)  # the client's polling interval
                 started = time.perf_counter()
-                job = (await http.get(f"/v2/media/categories/{job_id}")).json()
+                reply = await http.get(f"/v2/media/categories/{job_id}")
                 samples["get"].append(time.perf_counter() - started)
+                if reply.status_code != 200:
+                    errors.append(f"GET {reply.status_code}: {reply.text[:120]}")
+                    continue
+                job = reply.json()
                 started = time.perf_counter()
                 await http.get("/healthz")
                 samples["healthz"].append(time.perf_counter() - started)
@@ -145,6 +157,7 @@ class LoadResult:
     samples: dict[str, list[float]]
     elapsed: float
     jobs: int
+    errors: list[str]
 
     def row(self, clients: int) -> str:
         post, get, floor = self.samples["post"], self.samples["get"], self.samples["healthz"]
@@ -159,16 +172,18 @@ class LoadResult:
             f"{statistics.median(floor) * 1000:.1f} ms",
             f"{statistics.median(get) / statistics.median(floor):.2f}x",
             f"{self.jobs / self.elapsed:.2f}",
+            str(len(self.errors)),
         ]
         return "| " + " | ".join(cells) + " |"
 
 
 async def run_load(url: str, keys: list[str], media: str, seconds: float) -> LoadResult:
     samples: dict[str, list[float]] = {"post": [], "get": [], "healthz": []}
+    errors: list[str] = []
     until = time.monotonic() + seconds
     started = time.monotonic()
-    done = await asyncio.gather(*(client(url, key, media, until, samples) for key in keys))
-    return LoadResult(samples, time.monotonic() - started, sum(done))
+    done = await asyncio.gather(*(client(url, key, media, until, samples, errors) for key in keys))
+    return LoadResult(samples, time.monotonic() - started, sum(done), errors)
 
 
 def main() -> None:
@@ -188,9 +203,9 @@ def main() -> None:
             print("# scenecap load benchmark (API + worker concurrency 2 + fake VLM, L=50 ms)\n")
             print(
                 "| clients | POST/s | POST p50 | POST p99 | GET/s | GET p50 | GET p99 "
-                "| healthz p50 | GET p50 / healthz p50 | jobs/s |"
+                "| healthz p50 | GET p50 / healthz p50 | jobs/s | errors |"
             )
-            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
             for count in (int(c) for c in args.clients.split(",")):
                 keys = []
                 with factory.begin() as session:
@@ -198,6 +213,8 @@ def main() -> None:
                         keys.append(create_key(session, "load")[1])
                 result = asyncio.run(run_load(url, keys, f"{media_url}/sample.mp4", args.seconds))
                 print(result.row(count))
+                for error in sorted(set(result.errors))[:5]:
+                    print(f"    error: {error}")
 
 
 if __name__ == "__main__":

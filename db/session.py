@@ -8,8 +8,11 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(database_url: str) -> Engine:
-    """Create an engine suited to the URL (SQLite for dev, PostgreSQL in production)."""
+def make_engine(database_url: str, *, max_connections: int = 15) -> Engine:
+    """Create an engine suited to the URL (SQLite for dev, PostgreSQL in production).
+
+    PostgreSQL connections are opened on demand, up to max_connections.
+    """
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url, connect_args={"check_same_thread": False, "timeout": 30}
@@ -19,8 +22,8 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(
         database_url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=min(5, max_connections),
+        max_overflow=max(0, max_connections - 5),
         connect_args={"connect_timeout": 5},
     )
 

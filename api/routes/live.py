@@ -43,7 +43,7 @@ def viewed_job(
 
 
 ViewedJob = Annotated[Job, Depends(viewed_job)]
-_VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound)
+_VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound, json_beside=True)
 
 
 @router.get(

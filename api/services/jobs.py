@@ -59,6 +59,9 @@ def submit_job(
             f"this key already has {max_active} jobs pending or running; wait for some to end",
             {"limit": max_active, "retry_after": 10},
         )
+    # End the read transaction first: its pooled connection would otherwise wait out the
+    # media check with us (under load, one per submission in flight emptied the pool).
+    session.commit()
     media = inspector.inspect(body.media_url)
     if body.webhook_url is not None:
         inspector.check_webhook_url(body.webhook_url)
