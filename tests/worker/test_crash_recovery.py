@@ -10,28 +10,20 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from db import frames as frame_repo
 from db import jobs as job_repo
 from db.keys import create_key
-from db.migrate import upgrade
-from db.session import make_engine, make_session_factory
-from scenecap.dev import worker_command
 from scenecap.settings import Settings
-from tests.conftest import ROOT, recreate_database, settings_env, wait_for
+from tests.conftest import wait_for
+from tests.isolated import IsolatedStack, isolated_stack
 
 CRASH_REDIS = "redis://127.0.0.1:6379/14"
 
@@ -43,49 +35,6 @@ class Receiver:
     url: str = ""
     received: list[dict[str, Any]] = field(default_factory=list)
     first_delay: float = 0.0
-
-
-@dataclass
-class Crashable:
-    settings: Settings
-    session_factory: Any
-    log: Path
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        command = worker_command(self.log.parent / f"beat-{len(self.workers)}", concurrency=1)
-        with self.log.open("ab") as log:  # the child keeps its own descriptor
-            worker = subprocess.Popen(
-                command,
-                env=settings_env(self.settings),
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.workers.append(worker)
-        wait_for(
-            lambda: (
-                self.log.read_text().count("ready.") == len(self.workers)
-                or worker.poll() is not None
-            ),
-            timeout=60,
-            what="the worker to start",
-        )
-        assert worker.poll() is None, self.log.read_text()[-3000:]
-        return worker
-
-    def kill(self, worker: subprocess.Popen[bytes]) -> None:
-        os.killpg(worker.pid, signal.SIGKILL)  # the whole group: pool children, decoders
-        worker.wait()
-
-    def job(self, job_id: uuid.UUID) -> Any:
-        with self.session_factory() as session:
-            return job_repo.get_job(session, job_id, with_results=True)
-
-    def frames(self, job_id: uuid.UUID) -> list[int]:
-        with self.session_factory() as session:
-            return [f.index for f in frame_repo.stored_frames(session, job_id)]
 
 
 @pytest.fixture(scope="module")
@@ -146,30 +95,8 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def crashable(settings: Settings, tmp_path: Path) -> Iterator[Crashable]:
-    redis.Redis.from_url(CRASH_REDIS).flushdb()
-    database = recreate_database("scenecap_crash")
-    upgrade(database)
-    engine = make_engine(database)
-    harness = Crashable(
-        settings.model_copy(
-            update={
-                "database_url": database,
-                "broker_url": CRASH_REDIS,
-                "job_lease_seconds": 5,
-                "reaper_interval_seconds": 1,
-                "webhook_timeout_seconds": 2,
-                "vlm_max_concurrency": 1,
-            }
-        ),
-        make_session_factory(engine),
-        tmp_path / "worker.log",
-    )
-    yield harness
-    for worker in harness.workers:
-        if worker.poll() is None:
-            harness.kill(worker)
-    engine.dispose()
+def crashable(settings: Settings, tmp_path: Path) -> Iterator[IsolatedStack]:
+    yield from isolated_stack(settings, tmp_path, CRASH_REDIS)
 
 
 STAGES: dict[str, tuple[str, dict[str, Any], Callable[[Any, list[int], Receiver], bool]]] = {
@@ -191,7 +118,7 @@ STAGES: dict[str, tuple[str, dict[str, Any], Callable[[Any, list[int], Receiver]
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_a_worker_killed_at_any_stage_is_replaced_without_duplicate_work(
-    crashable: Crashable,
+    crashable: IsolatedStack,
     slow_media: str,
     media_server: str,
     receiver: Receiver,
