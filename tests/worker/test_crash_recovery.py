@@ -174,3 +174,35 @@ def test_a_worker_killed_at_any_stage_is_replaced_without_duplicate_work(
     )
     assert {r["id"] for r in deliveries} == {deliveries[0]["id"]}, "one webhook-id per event"
     assert {r["body"]["type"] for r in deliveries} == {"media.completed"}
+
+
+@pytest.fixture
+def one_attempt(settings: Settings, tmp_path: Path) -> Iterator[IsolatedStack]:
+    yield from isolated_stack(settings, tmp_path, CRASH_REDIS, job_max_attempts=1)
+
+
+def test_a_job_that_keeps_killing_its_worker_ends_worker_lost(
+    one_attempt: IsolatedStack, media_server: str, fake_vlm: Any
+) -> None:
+    fake_vlm.delay = 0.5
+    with one_attempt.session_factory.begin() as session:
+        key, _plaintext = create_key(session, "lost")
+        job_id = job_repo.create_job(
+            session,
+            api_key_id=key.id,
+            media_url=f"{media_server}/sample.mp4",
+            media_type="video",
+            requested_metadata=["tags"],
+            max_frames=6,
+        ).id
+    first = one_attempt.start_worker()
+    wait_for(lambda: one_attempt.frames(job_id), timeout=60, what="the job to be captioning")
+    one_attempt.kill(first)
+    # The successor's reaper finds the lapsed lease with no attempt left: no redelivery loop.
+    one_attempt.start_worker()
+    job = wait_for(
+        lambda: (j := one_attempt.job(job_id)).status != "PROCESSING" and j,
+        timeout=60,
+        what="the reaper to end the job",
+    )
+    assert (job.status, job.error_code) == ("FAILED", "WORKER_LOST")
