@@ -184,11 +184,14 @@ def run_analyze(
         print(json.dumps(job, indent=2))
     elif job["status"] == "COMPLETED":
         print(summary(job))
-    if job["status"] != "COMPLETED":
-        error = job.get("error") or {}
-        print(
-            f"scenecap: error: {error.get('code', job['status'])}: {error.get('message', '')}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return exit_code(job)
+
+
+def exit_code(job: dict[str, Any]) -> int:
+    """0 for a completed job; else 1, after one line saying why it did not complete."""
+    if job["status"] == "COMPLETED":
+        return 0
+    error = job.get("error") or {}
+    reason = f"{error.get('code', job['status'])}: {error.get('message', '')}"
+    print(f"scenecap: error: {reason}", file=sys.stderr)
+    return 1

@@ -10,7 +10,7 @@ import httpx
 
 from api.schemas import JobAccepted
 from db.models import JobStage
-from scenecap.analyze import ProgressBar, summary
+from scenecap.analyze import ProgressBar, exit_code, summary
 from scenecap.client import ScenecapClient
 from scenecap.errors import ScenecapError
 
@@ -43,11 +43,4 @@ def run_submit(args: argparse.Namespace) -> int:
         print(f"scenecap: error: cannot reach {args.api_url}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(job, indent=2) if args.json else summary(job))
-    if job["status"] != "COMPLETED":
-        error = job.get("error") or {}
-        print(
-            f"scenecap: error: {error.get('code', job['status'])}: {error.get('message', '')}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return exit_code(job)

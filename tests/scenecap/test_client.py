@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -69,10 +68,8 @@ def test_cancel_and_wait_timeout(sdk: ScenecapClient, media_server: str, fake_vl
     fake_vlm.delay = 2.0
     accepted = sdk.create(f"{media_server}/sample.mp4", max_frames=4)
     assert isinstance(accepted, JobAccepted)
-    started = time.monotonic()
     with pytest.raises(WaitTimeout):
         sdk.wait(accepted.job_id, timeout=0.5)
-    assert time.monotonic() - started < 30
     assert sdk.cancel(accepted.job_id).status == "CANCELLED"
     assert sdk.wait(accepted.job_id, timeout=30).status == "CANCELLED"
 
