@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "beat":
         from worker.celery_app import celery_app
 
-        celery_app.start(["celery", "beat", "--loglevel", "INFO", "--schedule", _beat_schedule()])
+        level = get_settings().log_level
+        celery_app.start(["celery", "beat", "--loglevel", level, "--schedule", _beat_schedule()])
         return 0
     if args.command == "analyze":
         from scenecap.analyze import run_analyze
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _worker(concurrency: int | None, queues: str, *, beat: bool, events: bool) -> int:
     from worker.celery_app import celery_app
 
-    argv = ["worker", "--loglevel", "INFO", "--queues", queues]
+    argv = ["worker", "--loglevel", get_settings().log_level, "--queues", queues]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
