@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from db.keys import create_key
 from db.webhooks import events_for_job, pending_event_ids
 from scenecap.signing import signature_header
 from tests.api.test_categories import assert_error
-from tests.conftest import client_for, is_terminal, poll_job, wait_for
+from tests.conftest import client_for, is_terminal, poll_job, serve_http, wait_for
 from worker.webhooks import deliver_event
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -81,13 +80,9 @@ def receiver() -> Iterator[Receiver]:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(b"ok")
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as url:
+        state.url = url
+        yield state
 
 
 @pytest.fixture

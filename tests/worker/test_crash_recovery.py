@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ import pytest
 from db import jobs as job_repo
 from db.keys import create_key
 from scenecap.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import serve_http, wait_for
 from tests.isolated import IsolatedStack, isolated_stack
 
 CRASH_REDIS = "redis://127.0.0.1:6379/14"
@@ -59,12 +58,8 @@ def slow_media(media_dir: Path) -> Iterator[str]:
             except (BrokenPipeError, ConnectionResetError):
                 return
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +80,9 @@ def receiver() -> Iterator[Receiver]:
             self.send_header("Content-Length", "0")
             self.end_headers()
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as url:
+        state.url = url
+        yield state
 
 
 @pytest.fixture

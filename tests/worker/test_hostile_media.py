@@ -6,12 +6,11 @@ from __future__ import annotations
 import http.server
 import struct
 import subprocess
-import threading
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import imageio_ffmpeg
@@ -19,7 +18,7 @@ import pytest
 
 from scenecap.settings import Settings
 from tests.clips import audio_only
-from tests.conftest import is_terminal, poll_job
+from tests.conftest import is_terminal, poll_job, serve_http
 
 pytestmark = pytest.mark.usefixtures("worker")
 MIB = 1024 * 1024
@@ -48,22 +47,17 @@ def ffmpeg_clip(path: Path, *args: str) -> bytes:
     return path.read_bytes()
 
 
-class HostileServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    files: dict[str, bytes]
-    requests: dict[str, int]
-
-
 class HostileHandler(http.server.BaseHTTPRequestHandler):
-    server: HostileServer
+    files: ClassVar[dict[str, bytes]] = {}  # the fixture fills these in before serving
+    requests: ClassVar[dict[str, int]] = {}
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
 
     def do_GET(self) -> None:
         name = self.path.lstrip("/")
-        seen = self.server.requests[name] = self.server.requests.get(name, 0) + 1
-        files = self.server.files
+        seen = self.requests[name] = self.requests.get(name, 0) + 1
+        files = self.files
         try:
             if name == "drip.mp4":  # a valid start, then a byte every half second
                 self._head("video/mp4", None)
@@ -102,9 +96,8 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
 def hostile(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("hostile")
     sample = (media_dir / "sample.mp4").read_bytes()
-    server = HostileServer(("127.0.0.1", 0), HostileHandler)
-    server.requests = {}
-    server.files = {
+    HostileHandler.requests = {}
+    HostileHandler.files = {
         "sample.mp4": sample,
         "empty.mp4": b"",
         "random.mp4": (media_dir / "random.mp4").read_bytes(),
@@ -122,11 +115,8 @@ def hostile(media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ),
         "audio-only.m4a": audio_only(folder / "audio.m4a").read_bytes(),
     }
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(HostileHandler) as url:
+        yield url
 
 
 # (file, where it is stopped, code)
