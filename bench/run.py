@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.videos import ensure_video, known_cuts
 from worker.pipeline.plan import plan_even
-from worker.pipeline.probe import Limits, keyframe_times, probe_media
+from worker.pipeline.probe import Limits, probe_media, read_timeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def f1(found: list[float], truth: list[float], tolerance: float) -> float:
 def bench_video(minutes: int) -> None:
     video = ensure_video(minutes)
     info = probe_media(video, Limits(10**6, 10**9))
-    keyframes = keyframe_times(video)
+    keyframes = read_timeline(video).keyframes
     gop = float(np.mean(np.diff(keyframes))) if len(keyframes) > 1 else info.duration
     planned = [p.time for p in plan_even(info.duration, 60, 0.5)]
     longest = float(np.max(np.diff(keyframes))) if len(keyframes) > 1 else info.duration

@@ -19,7 +19,11 @@ def flat(colour: str, width: int = 320, height: int = 180) -> np.ndarray:
 
 
 def write_frames(
-    path: Path, frames: Sequence[tuple[float, np.ndarray]], *, audio: bool = False
+    path: Path,
+    frames: Sequence[tuple[float, np.ndarray]],
+    *,
+    audio: bool = False,
+    options: dict[str, str] | None = None,
 ) -> Path:
     """Write frames at the given presentation times (seconds): VFR when the gaps differ."""
     with av.open(str(path), "w") as container:
@@ -27,7 +31,7 @@ def write_frames(
         height, width = frames[0][1].shape[:2]
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"preset": "veryfast"}
+        stream.options = {"preset": "veryfast", **(options or {})}
         sound = container.add_stream("aac", rate=44100) if audio else None
         for at, image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
@@ -49,6 +53,38 @@ def _write_tone(
         frame.sample_rate, frame.pts = 44100, start
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+BARCODE_BITS = 10
+
+
+def barcode(index: int, width: int = 320, height: int = 180) -> np.ndarray:
+    """A frame showing `index` in binary, lowest bit first, as black or white columns."""
+    image = np.zeros((height, width, 3), np.uint8)
+    column = width // BARCODE_BITS
+    for bit in range(BARCODE_BITS):
+        if index >> bit & 1:
+            image[:, bit * column : (bit + 1) * column] = 255
+    return image
+
+
+def read_barcode(image: np.ndarray) -> int:
+    """The index a `barcode` frame shows, read from the middle of each column (survives
+    resizing and JPEG)."""
+    gray = image.mean(axis=2) if image.ndim == 3 else image
+    column = image.shape[1] / BARCODE_BITS
+    middles = [
+        gray[:, round((bit + 0.3) * column) : round((bit + 0.7) * column)]
+        for bit in range(BARCODE_BITS)
+    ]
+    return sum(1 << bit for bit, middle in enumerate(middles) if middle.mean() > 127)
+
+
+def barcode_clip(path: Path, times: Sequence[float], *, gop: int) -> Path:
+    """Frame i shows i at times[i]; x264 with B-frames used as references (its default) and
+    a keyframe at least every `gop` frames."""
+    frames = [(t, barcode(i)) for i, t in enumerate(times)]
+    return write_frames(path, frames, options={"g": str(gop), "bf": "3", "b-pyramid": "normal"})
 
 
 def vfr_cut_clip(path: Path) -> tuple[Path, float]:

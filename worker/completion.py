@@ -135,7 +135,7 @@ def _as_parts(
             max_pixels=max_pixels,
             jpeg_quality=settings.jpeg_quality,
             policy=settings.extract_policy,
-            keyframes=list(info.keyframes) or None,
+            timeline=info.timeline,
         )
     )
     parts: list[dict[str, Any]] = [_image_part(frame) for frame in frames]

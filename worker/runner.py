@@ -265,7 +265,7 @@ def _extract(
         jpeg_quality=settings.jpeg_quality,
         policy=settings.extract_policy,
         tolerance=settings.keyframe_tolerance_seconds,
-        keyframes=list(info.keyframes) if info.keyframes else None,
+        timeline=info.timeline,
     ):
         extracted.append(frame)
         send(len(extracted))

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 
 from scenecap.errors import MediaUnreadable
 from scenecap.sample import SampleScene, write_sample_video
+from tests.clips import barcode_clip, read_barcode
 from worker.pipeline.extract import extract_frames, image_tokens, smart_resize
 from worker.pipeline.plan import PlannedFrame, plan_even
-from worker.pipeline.probe import Limits, keyframe_times, probe_media
+from worker.pipeline.probe import Limits, Timeline, probe_media, read_timeline
 
 MAX_PIXELS = 768 * 28 * 28
 
@@ -39,6 +40,61 @@ def on_screen(frames: list[tuple[float, np.ndarray]], time: float) -> tuple[floa
 
 def decoded(jpeg: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def barcode_times(count: int, *, variable: bool) -> list[float]:
+    """Presentation times for a barcode clip: 30 fps, or gaps from 10 to 80 ms."""
+    if not variable:
+        return [i / 30 for i in range(count)]
+    gaps = np.random.default_rng(7).integers(10, 81, count) / 1000
+    return [round(float(t), 3) for t in np.concatenate([[0.0], np.cumsum(gaps[:-1])])]
+
+
+def random_plan(duration: float, count: int, seed: int) -> list[PlannedFrame]:
+    """Planned times anywhere, plus the edges: the start, the last moment, past the end."""
+    times = np.random.default_rng(seed).uniform(0, duration, count).tolist()
+    times += [0.0, duration - 1e-3, duration + 1.0]
+    return [PlannedFrame(i, float(t)) for i, t in enumerate(times)]
+
+
+class TestFramesAreExact:
+    """Each barcode frame shows its own index, so a JPEG tells exactly which frame it is: the
+    wrong neighbour, or a frame decoded without one of its references, reads differently."""
+
+    @pytest.mark.parametrize("variable", [False, True], ids=["cfr", "vfr"])
+    @pytest.mark.parametrize("complete", [True, False], ids=["guided", "every-frame"])
+    @pytest.mark.parametrize("policy", ["exact", "keyframe"])
+    def test_each_frame_is_the_one_shown_at_its_reported_time(
+        self, tmp_path: Path, variable: bool, complete: bool, policy: str
+    ) -> None:
+        times = barcode_times(240, variable=variable)
+        clip = barcode_clip(tmp_path / "barcode.mp4", times, gop=45)
+        timeline = read_timeline(clip)
+        times = timeline.times  # as stored (milliseconds), frame i at times[i]
+        if not complete:  # As if the packets carried no times: the plain decode must agree.
+            timeline = Timeline(timeline.times, timeline.keyframes, timeline.end, False)
+        plan = random_plan(timeline.end, 40, seed=len(times))
+        extracted = list(
+            extract_frames(
+                clip,
+                plan,
+                max_pixels=MAX_PIXELS,
+                policy=policy,
+                timeline=timeline,  # type: ignore[arg-type]
+            )
+        )
+        assert sorted(f.planned.index for f in extracted) == [p.index for p in plan]
+        for frame in extracted:
+            shown = read_barcode(decoded(frame.jpeg))
+            assert frame.timestamp == pytest.approx(times[shown], abs=1e-3), (
+                f"planned {frame.planned.time:.3f}: reported {frame.timestamp}, "
+                f"but the frame is #{shown} at {times[shown]}"
+            )
+            on_screen = max(i for i, t in enumerate(times) if t <= frame.planned.time + 1e-6)
+            if policy == "exact":
+                assert shown == on_screen
+            else:
+                assert shown == on_screen or frame.timestamp in timeline.keyframes
 
 
 class TestExtract:
@@ -68,7 +124,7 @@ class TestExtract:
 
     def test_keyframe_policy_stays_within_its_tolerance(self, gop_video: Path) -> None:
         plan = plan_even(10.0, 10, 0.5)
-        keyframes = keyframe_times(gop_video)
+        keyframes = read_timeline(gop_video).keyframes
         for frame in extract_frames(
             gop_video, plan, max_pixels=MAX_PIXELS, policy="keyframe", tolerance=0.25
         ):

@@ -30,7 +30,7 @@ class TestVideos:
         assert (info.duration, info.width, info.height, info.fps) == (12.0, 640, 360, 30.0)
         assert info.frame_count == 360 and not info.variable_fps
         assert info.codec == "h264" and not info.has_audio
-        assert info.keyframes[0] == 0.0
+        assert info.timeline is not None and info.timeline.keyframes[0] == 0.0
 
     def test_variable_frame_rate_is_detected(self, tmp_path: Path) -> None:
         path, _cut = vfr_cut_clip(tmp_path / "vfr.mp4")

@@ -1,9 +1,13 @@
 """Decode only the planned frames, resize them to the model's pixel budget, encode JPEG.
 
-Keyframe positions come from one demux pass (no decoding). For each planned time the
-decoder either keeps decoding forward or, when a keyframe lies between where it is and the
-target, seeks to that keyframe: decoding from an earlier position would cost the whole gap.
-Under the `keyframe` policy a keyframe within `tolerance` of the planned time is taken as is.
+The probe's demux pass lists every frame's time, so for each planned time the extractor knows
+which frame it wants before decoding anything. It seeks to the keyframe before that frame
+(unless it is already decoding that keyframe's group), and while walking forward lets the
+decoder skip every frame nothing refers to except the frames it wants. Once the wanted frame
+is sent, the decoder is drained rather than fed further, unless the next wanted frame is in
+the same group. Under the `keyframe` policy a keyframe within `tolerance` of the planned time
+is taken as is, which costs one keyframe decode. Where the packets carry no times, or the
+decoder disagrees with them, it decodes every frame from the keyframe instead.
 """
 
 from __future__ import annotations
@@ -22,12 +26,10 @@ import numpy as np
 
 from scenecap.errors import MediaUnreadable
 from worker.pipeline.plan import PlannedFrame
-from worker.pipeline.probe import keyframe_times
+from worker.pipeline.probe import Timeline, read_timeline, seconds
 
 ExtractPolicy = Literal["exact", "keyframe"]
 _EPSILON = 1e-6
-# Seconds before a target from which every frame is decoded again (skipping stops there).
-_SKIP_MARGIN = 0.5
 # The report's thumbnails: this wide, small enough to keep with the job (~5-10 KB each).
 THUMBNAIL_WIDTH = 240
 
@@ -80,28 +82,32 @@ def extract_frames(
     jpeg_quality: int = 85,
     policy: ExtractPolicy = "keyframe",
     tolerance: float | None = None,
-    keyframes: list[float] | None = None,
+    timeline: Timeline | None = None,
 ) -> Iterator[ExtractedFrame]:
     """Yield one ExtractedFrame per planned frame, in time order.
 
-    `keyframes` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
+    `timeline` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
     spacing between planned frames.
     """
     try:
-        keyframes = sorted(keyframes) if keyframes is not None else keyframe_times(path)
+        timeline = timeline or read_timeline(path)
+        if not timeline.times:
+            raise MediaUnreadable("the video has no frames")
         ordered = sorted(plan, key=lambda p: p.time)
         if tolerance is None:
             tolerance = _default_tolerance(ordered)
+        targets = [
+            _nearby_keyframe(timeline.keyframes, planned, tolerance)
+            if policy == "keyframe"
+            else None
+            for planned in ordered
+        ]
+        times = [t if t is not None else p.time for t, p in zip(targets, ordered, strict=True)]
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            cursor = _FrameCursor(container, stream, keyframes)
-            for planned in ordered:
-                target = planned.time
-                if policy == "keyframe":
-                    nearby = _nearby_keyframe(keyframes, planned, tolerance)
-                    target = planned.time if nearby is None else nearby
-                frame, timestamp = cursor.frame_at(target)
+            cursor = _FrameCursor(container, stream, timeline)
+            for planned, (frame, timestamp) in zip(ordered, cursor.frames_at(times), strict=True):
                 yield _encode(planned, frame, timestamp, max_pixels, jpeg_quality)
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
@@ -128,72 +134,112 @@ def _nearby_keyframe(
     return min(candidates, key=lambda k: abs(k - planned.time)) if candidates else None
 
 
-def _origin(stream: Any) -> float:
-    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+def _key(time: float) -> float:
+    return round(time, 6)
 
 
 class _FrameCursor:
-    """A forward decoder that seeks only when a keyframe lies between it and the target."""
+    """Decodes forward from keyframes, as little as the timeline allows, for ascending times."""
 
-    def __init__(self, container: Any, stream: Any, keyframes: list[float]) -> None:
+    def __init__(self, container: Any, stream: Any, timeline: Timeline) -> None:
         self.container = container
         self.stream = stream
-        self.keyframes = keyframes
-        self.origin = _origin(stream)
-        self.frames: Iterator[Any] | None = None
-        self.previous: tuple[Any, float] | None = None  # last frame at or before the target
-        self.pending: tuple[Any, float] | None = None  # first frame after it, not yet used
+        self.timeline = timeline
+        self.packets: Iterator[Any] | None = None  # None: the decoder must seek first
+        self.ready: dict[float, tuple[Any, float]] = {}  # wanted frames decoded early
+        self.keep: set[float] = set()
 
-    def frame_at(self, target: float) -> tuple[Any, float]:
-        """Return the frame on screen at `target` (the last one at or before it) and its time."""
-        if self._should_seek(target):
-            self._seek(target)
-        while True:
-            if self.pending is None:
-                self._skip_unneeded(target)
-            item = self.pending or self._next()
-            self.pending = None
-            if item is None:  # Past the end: the last frame stays on screen.
-                if self.previous is None:
-                    raise MediaUnreadable("the video has no decodable frames")
-                return self.previous
-            if item[1] <= target + _EPSILON:
-                self.previous = item
+    def frames_at(self, times: list[float]) -> Iterator[tuple[Any, float]]:
+        """For each time (ascending), the frame on screen then (the last one at or before it)
+        and that frame's own time."""
+        wanted = [self.timeline.shown_at(t) for t in times]
+        self.keep = {_key(w) for w in wanted}
+        guided = self.timeline.complete
+        last: tuple[Any, float] | None = None
+        for n, (time, frame_time) in enumerate(zip(times, wanted, strict=True)):
+            if guided and last is not None and _key(last[1]) == _key(frame_time):
+                yield last  # Two planned times share a frame (a very low frame rate).
                 continue
-            self.pending = item
-            return self.previous or item
+            # Walking on pays only while no keyframe lies before the next wanted frame.
+            carry_on = n + 1 < len(wanted) and (
+                self.timeline.keyframe_before(wanted[n + 1]) <= frame_time + _EPSILON
+            )
+            found = self._guided(frame_time, carry_on) if guided else None
+            last = found or self._every_frame(time)
+            yield last
 
-    def _skip_unneeded(self, target: float) -> None:
-        # Far from the target, frames nothing refers to need not be decoded at all; near it
-        # (allowing for the frames already queued in the decoder's threads) decode everything.
-        position = self.previous[1] if self.previous else -math.inf
-        skip = "NONREF" if target - position > _SKIP_MARGIN else "DEFAULT"
-        if self.stream.codec_context.skip_frame != skip:
-            self.stream.codec_context.skip_frame = skip
+    def _guided(self, wanted: float, carry_on: bool) -> tuple[Any, float] | None:
+        """Decode up to the wanted frame, skipping unreferenced frames; None if it never shows."""
+        found = self.ready.pop(_key(wanted), None)
+        if found is None:
+            if self.packets is None:
+                self._seek(wanted)
+            found = self._walk_to(wanted, drain=not carry_on)
+        if not carry_on:
+            self.packets = None  # What the decoder holds now is of no further use.
+        return found
 
-    def _should_seek(self, target: float) -> bool:
-        if self.frames is None:
-            return self._keyframe_before(target) > _EPSILON
-        position = self.previous[1] if self.previous else -math.inf
-        return target < position or self._keyframe_before(target) > position + _EPSILON
-
-    def _keyframe_before(self, target: float) -> float:
-        at = bisect.bisect_right(self.keyframes, target + _EPSILON)
-        return self.keyframes[at - 1] if at else 0.0
-
-    def _seek(self, target: float) -> None:
-        offset = int((target + self.origin) / self.stream.time_base)
-        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
-        self.frames = self.container.decode(self.stream)
-        self.previous = self.pending = None
-
-    def _next(self) -> tuple[Any, float] | None:
-        if self.frames is None:
-            self.frames = self.container.decode(self.stream)
-        for frame in self.frames:
-            if frame.time is not None:
-                return frame, round(frame.time - self.origin, 6)
+    def _walk_to(self, wanted: float, *, drain: bool) -> tuple[Any, float] | None:
+        sent = False
+        while self.packets is not None:
+            packet = None if sent and drain else next(self.packets, None)
+            if packet is None or packet.size == 0:
+                frames = self._drain()  # The end, or nothing after the wanted frame is needed.
+            else:
+                at = None if packet.pts is None else _key(seconds(self.stream, packet.pts))
+                self._skip("DEFAULT" if at is None or at in self.keep else "NONREF")
+                sent = sent or at == _key(wanted)
+                frames = self.stream.decode(packet)
+            found = None
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                item = (frame, seconds(self.stream, frame.pts))
+                if _key(item[1]) == _key(wanted):
+                    found = item
+                elif item[1] > wanted and _key(item[1]) in self.keep:
+                    self.ready[_key(item[1])] = item
+                elif item[1] > wanted and found is None:
+                    return None  # Shown after the wanted frame, which never came: distrust.
+            if found is not None:
+                return found
         return None
+
+    def _every_frame(self, target: float) -> tuple[Any, float]:
+        """The plain way: decode every frame from the keyframe; keep the last one in time."""
+        self._seek(target)
+        self._skip("DEFAULT")
+        previous = None
+        for frame in self.container.decode(self.stream):
+            if frame.pts is None:
+                continue
+            at = seconds(self.stream, frame.pts)
+            if at > target + _EPSILON and previous is not None:
+                break
+            previous = (frame, at)
+        self.packets = None  # The guided walk cannot continue from here.
+        if previous is None:
+            raise MediaUnreadable("the video has no decodable frames")
+        return previous
+
+    def _skip(self, frames: str) -> None:
+        # Only frames that no other frame refers to may be skipped ("NONREF"), so what is
+        # decoded is exactly what a full decode gives.
+        if self.stream.codec_context.skip_frame != frames:
+            self.stream.codec_context.skip_frame = frames
+
+    def _seek(self, time: float) -> None:
+        keyframe = self.timeline.keyframe_before(time)
+        offset = round(keyframe / self.stream.time_base) + (self.stream.start_time or 0)
+        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
+        self.packets = self.container.demux(self.stream)
+        self.ready.clear()
+
+    def _drain(self) -> list[Any]:
+        """Send end-of-stream and collect what the decoder still holds; a seek must follow."""
+        self.packets = None
+        self._skip("DEFAULT")
+        return list(self.stream.decode(None))
 
 
 def _encode(

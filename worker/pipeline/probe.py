@@ -1,16 +1,18 @@
 """Probe media with PyAV and enforce the limits, without trusting the container's header.
 
 One demux pass (packets only, nothing decoded; ~30 ms a minute of 720p) measures the real
-timeline: frame count, duration, whether the frame rate varies, and the keyframe times the
-extractor needs. Header values are only a first guess: containers lie (edit lists, missing
-frame counts, VFR files that claim a constant rate).
+timeline: frame count, duration, whether the frame rate varies, and every frame's and
+keyframe's time, which the extractor uses to decode only what it needs. Header values are
+only a first guess: containers lie (edit lists, missing frame counts, VFR files that claim a
+constant rate).
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,29 @@ import av
 from scenecap.errors import DurationTooLong, MediaUnreadable, NoVideoStream, ResolutionTooLarge
 from scenecap.media import claimed_image_size
 
+_EPSILON = 1e-6
 # A JPEG's size may sit after large EXIF or ICC segments.
 _IMAGE_HEAD_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Presentation times (seconds from the stream's start, sorted) read from the packets."""
+
+    times: list[float]
+    keyframes: list[float]
+    end: float  # the last frame's time plus its duration
+    complete: bool  # every packet had a time, so `times` lists every frame
+
+    def shown_at(self, time: float) -> float:
+        """The time of the frame on screen at `time` (the first frame before the start)."""
+        at = bisect.bisect_right(self.times, time + _EPSILON)
+        return self.times[max(0, at - 1)]
+
+    def keyframe_before(self, time: float) -> float:
+        """The last keyframe at or before `time` (0 when there is none)."""
+        at = bisect.bisect_right(self.keyframes, time + _EPSILON)
+        return self.keyframes[at - 1] if at else 0.0
 
 
 @dataclass(frozen=True)
@@ -37,11 +60,10 @@ class MediaInfo:
     rotation: int
     codec: str
     has_audio: bool
-    keyframes: tuple[float, ...] = field(default=(), repr=False)
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        del values["keyframes"]
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
 
@@ -49,13 +71,6 @@ class MediaInfo:
 class Limits:
     max_duration_seconds: float
     max_input_pixels: int
-
-
-@dataclass(frozen=True)
-class _Timeline:
-    times: list[float]  # presentation times, sorted, from the stream's start
-    keyframes: list[float]
-    end: float  # the last frame's time plus its duration
 
 
 def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaInfo:
@@ -105,17 +120,17 @@ def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaI
                 rotation=rotation,
                 codec=codec,
                 has_audio=bool(container.streams.audio),
-                keyframes=tuple(timeline.keyframes),
+                timeline=timeline,
             )
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise MediaUnreadable(f"the media could not be read: {exc}") from exc
 
 
-def keyframe_times(path: Path) -> list[float]:
-    """Presentation times of the video's keyframes, from packets alone (nothing decoded)."""
+def read_timeline(path: Path) -> Timeline:
+    """The video's frame and keyframe times, from packets alone (nothing decoded)."""
     try:
         with av.open(str(path)) as container:
-            return _scan(container, container.streams.video[0]).keyframes
+            return _scan(container, container.streams.video[0])
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the media could not be read: {exc}") from exc
 
@@ -136,25 +151,37 @@ def _header_duration(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def _scan(container: Any, stream: Any) -> _Timeline:
-    time_base = stream.time_base or Fraction(1, 90000)
-    origin = stream.start_time or 0
+def seconds(stream: Any, pts: int) -> float:
+    """A presentation timestamp in seconds from the stream's start, computed the same way for
+    packets and frames, so the extractor can match them exactly."""
+    return float((pts - (stream.start_time or 0)) * _time_base(stream))
+
+
+def _time_base(stream: Any) -> Fraction:
+    return stream.time_base or Fraction(1, 90000)
+
+
+def _scan(container: Any, stream: Any) -> Timeline:
     times, keyframes = [], []
     end = 0.0
+    complete = True
     for packet in container.demux(stream):
-        if packet.pts is None or packet.size == 0:
+        if packet.size == 0:
             continue
-        at = float((packet.pts - origin) * time_base)
+        if packet.pts is None:
+            complete = False
+            continue
+        at = seconds(stream, packet.pts)
         if at < -1e-6:
             continue  # Pre-roll cut by an edit list: decoded, never shown.
         times.append(at)
         if packet.is_keyframe:
             keyframes.append(at)
-        end = max(end, at + float((packet.duration or 0) * time_base))
+        end = max(end, at + float((packet.duration or 0) * _time_base(stream)))
     times.sort()
     if len(times) > 1 and end <= times[-1]:
         end = times[-1] + statistics.median(b - a for a, b in itertools.pairwise(times))
-    return _Timeline(times, sorted(keyframes), end)
+    return Timeline(times, sorted(keyframes), end, complete)
 
 
 def _is_variable(times: list[float]) -> bool:
