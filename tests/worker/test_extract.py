@@ -61,14 +61,16 @@ class TestFramesAreExact:
     """Each barcode frame shows its own index, so a JPEG tells exactly which frame it is: the
     wrong neighbour, or a frame decoded without one of its references, reads differently."""
 
+    # MPEG-TS seeks by decode time and lands past the keyframe; Matroska seeks by cues.
+    @pytest.mark.parametrize("container", ["mp4", "mkv", "ts"])
     @pytest.mark.parametrize("variable", [False, True], ids=["cfr", "vfr"])
     @pytest.mark.parametrize("complete", [True, False], ids=["guided", "every-frame"])
     @pytest.mark.parametrize("policy", ["exact", "keyframe"])
     def test_each_frame_is_the_one_shown_at_its_reported_time(
-        self, tmp_path: Path, variable: bool, complete: bool, policy: str
+        self, tmp_path: Path, variable: bool, complete: bool, policy: str, container: str
     ) -> None:
         times = barcode_times(240, variable=variable)
-        clip = barcode_clip(tmp_path / "barcode.mp4", times, gop=45)
+        clip = barcode_clip(tmp_path / f"barcode.{container}", times, gop=45)
         timeline = read_timeline(clip)
         times = timeline.times  # as stored (milliseconds), frame i at times[i]
         if not complete:  # As if the packets carried no times: the plain decode must agree.
@@ -95,6 +97,13 @@ class TestFramesAreExact:
                 assert shown == on_screen
             else:
                 assert shown == on_screen or frame.timestamp in timeline.keyframes
+
+    def test_planned_times_that_share_a_frame_get_that_frame(self, tmp_path: Path) -> None:
+        clip = barcode_clip(tmp_path / "slow.mp4", [i / 2 for i in range(8)], gop=4)
+        plan = [PlannedFrame(i, t) for i, t in enumerate([0.1, 0.3, 0.6, 0.9, 3.2, 3.4])]
+        extracted = list(extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy="exact"))
+        assert [read_barcode(decoded(f.jpeg)) for f in extracted] == [0, 0, 1, 1, 6, 6]
+        assert [f.timestamp for f in extracted] == [0.0, 0.0, 0.5, 0.5, 3.0, 3.0]
 
 
 class TestExtract:

@@ -26,7 +26,7 @@ import numpy as np
 
 from scenecap.errors import MediaUnreadable
 from worker.pipeline.plan import PlannedFrame
-from worker.pipeline.probe import Timeline, read_timeline, seconds
+from worker.pipeline.probe import Clock, Timeline, read_timeline
 
 ExtractPolicy = Literal["exact", "keyframe"]
 _EPSILON = 1e-6
@@ -145,6 +145,7 @@ class _FrameCursor:
         self.container = container
         self.stream = stream
         self.timeline = timeline
+        self.clock = Clock.of(stream)
         self.packets: Iterator[Any] | None = None  # None: the decoder must seek first
         self.ready: dict[float, tuple[Any, float]] = {}  # wanted frames decoded early
         self.keep: set[float] = set()
@@ -186,7 +187,7 @@ class _FrameCursor:
             if packet is None or packet.size == 0:
                 frames = self._drain()  # The end, or nothing after the wanted frame is needed.
             else:
-                at = None if packet.pts is None else _key(seconds(self.stream, packet.pts))
+                at = None if packet.pts is None else _key(self.clock.seconds(packet.pts))
                 self._skip("DEFAULT" if at is None or at in self.keep else "NONREF")
                 sent = sent or at == _key(wanted)
                 frames = self.stream.decode(packet)
@@ -194,7 +195,7 @@ class _FrameCursor:
             for frame in frames:
                 if frame.pts is None:
                     continue
-                item = (frame, seconds(self.stream, frame.pts))
+                item = (frame, self.clock.seconds(frame.pts))
                 if _key(item[1]) == _key(wanted):
                     found = item
                 elif item[1] > wanted and _key(item[1]) in self.keep:
@@ -210,14 +211,16 @@ class _FrameCursor:
         self._seek(target)
         self._skip("DEFAULT")
         previous = None
-        for frame in self.container.decode(self.stream):
-            if frame.pts is None:
-                continue
-            at = seconds(self.stream, frame.pts)
-            if at > target + _EPSILON and previous is not None:
-                break
-            previous = (frame, at)
-        self.packets = None  # The guided walk cannot continue from here.
+        for packet in self.packets or ():
+            for frame in self.stream.decode(packet):
+                if frame.pts is None:
+                    continue
+                at = self.clock.seconds(frame.pts)
+                if at > target + _EPSILON and previous is not None:
+                    self.packets = None  # The guided walk cannot continue from here.
+                    return previous
+                previous = (frame, at)
+        self.packets = None
         if previous is None:
             raise MediaUnreadable("the video has no decodable frames")
         return previous
@@ -229,11 +232,31 @@ class _FrameCursor:
             self.stream.codec_context.skip_frame = frames
 
     def _seek(self, time: float) -> None:
+        """Position the demuxer on the keyframe at or before `time`.
+
+        Some demuxers seek by decode timestamp or land near rather than on a keyframe (MPEG-TS
+        lands on the packet after it), so packets are read (not decoded) up to the keyframe,
+        seeking further back while the landing point is past it.
+        """
         keyframe = self.timeline.keyframe_before(time)
-        offset = round(keyframe / self.stream.time_base) + (self.stream.start_time or 0)
-        self.container.seek(offset, stream=self.stream, backward=True, any_frame=False)
-        self.packets = self.container.demux(self.stream)
-        self.ready.clear()
+        back = 0.0
+        while True:
+            self.container.seek(
+                self.clock.pts(keyframe - back), stream=self.stream, backward=True, any_frame=False
+            )
+            packets = self.container.demux(self.stream)
+            if back > keyframe + 1:  # At the very start: decode whatever the file begins with.
+                break
+            for packet in packets:
+                at = None if packet.pts is None else self.clock.seconds(packet.pts)
+                if packet.is_keyframe and at is not None and at >= keyframe - _EPSILON:
+                    if at <= keyframe + _EPSILON:
+                        packets = itertools.chain([packet], packets)
+                        self.packets, self.ready = packets, {}
+                        return
+                    break  # Landed past it.
+            back = max(1.0, back * 2)
+        self.packets, self.ready = packets, {}
 
     def _drain(self) -> list[Any]:
         """Send end-of-stream and collect what the decoder still holds; a seek must follow."""

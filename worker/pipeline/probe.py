@@ -151,17 +151,29 @@ def _header_duration(container: Any, stream: Any) -> float:
     return 0.0
 
 
-def seconds(stream: Any, pts: int) -> float:
-    """A presentation timestamp in seconds from the stream's start, computed the same way for
-    packets and frames, so the extractor can match them exactly."""
-    return float((pts - (stream.start_time or 0)) * _time_base(stream))
+@dataclass(frozen=True)
+class Clock:
+    """A stream's timestamps in seconds from its start. Packets and frames go through the same
+    arithmetic (integer true division, correctly rounded), so their times match exactly."""
 
+    origin: int
+    numerator: int
+    denominator: int
 
-def _time_base(stream: Any) -> Fraction:
-    return stream.time_base or Fraction(1, 90000)
+    @classmethod
+    def of(cls, stream: Any) -> Clock:
+        time_base = stream.time_base or Fraction(1, 90000)
+        return cls(stream.start_time or 0, time_base.numerator, time_base.denominator)
+
+    def seconds(self, pts: int) -> float:
+        return (pts - self.origin) * self.numerator / self.denominator
+
+    def pts(self, seconds: float) -> int:
+        return round(seconds * self.denominator / self.numerator) + self.origin
 
 
 def _scan(container: Any, stream: Any) -> Timeline:
+    clock = Clock.of(stream)
     times, keyframes = [], []
     end = 0.0
     complete = True
@@ -171,13 +183,13 @@ def _scan(container: Any, stream: Any) -> Timeline:
         if packet.pts is None:
             complete = False
             continue
-        at = seconds(stream, packet.pts)
+        at = clock.seconds(packet.pts)
         if at < -1e-6:
             continue  # Pre-roll cut by an edit list: decoded, never shown.
         times.append(at)
         if packet.is_keyframe:
             keyframes.append(at)
-        end = max(end, at + float((packet.duration or 0) * _time_base(stream)))
+        end = max(end, clock.seconds(packet.pts + (packet.duration or 0)))
     times.sort()
     if len(times) > 1 and end <= times[-1]:
         end = times[-1] + statistics.median(b - a for a, b in itertools.pairwise(times))
