@@ -16,6 +16,7 @@ import bisect
 import itertools
 import math
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -103,12 +104,21 @@ def extract_frames(
             for planned in ordered
         ]
         times = [t if t is not None else p.time for t, p in zip(targets, ordered, strict=True)]
-        with av.open(str(path)) as container:
+        with av.open(str(path)) as container, ThreadPoolExecutor(1) as encoder:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             cursor = _FrameCursor(container, stream, timeline)
+            # Each frame is scaled and encoded on a thread (OpenCV and swscale release the
+            # GIL) while the next one decodes; only one frame waits at a time.
+            pending: Future[ExtractedFrame] | None = None
             for planned, (frame, timestamp) in zip(ordered, cursor.frames_at(times), strict=True):
-                yield _encode(planned, frame, timestamp, max_pixels, jpeg_quality)
+                if pending is not None:
+                    yield pending.result()
+                pending = encoder.submit(
+                    _encode, planned, frame, timestamp, max_pixels, jpeg_quality
+                )
+            if pending is not None:
+                yield pending.result()
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
 
