@@ -136,6 +136,7 @@ def _as_parts(
             jpeg_quality=settings.jpeg_quality,
             policy=settings.extract_policy,
             timeline=info.timeline,
+            decoders=settings.extract_decoders,
         )
     )
     parts: list[dict[str, Any]] = [_image_part(frame) for frame in frames]

@@ -266,6 +266,7 @@ def _extract(
         policy=settings.extract_policy,
         tolerance=settings.keyframe_tolerance_seconds,
         timeline=info.timeline,
+        decoders=settings.extract_decoders,
     ):
         extracted.append(frame)
         send(len(extracted))

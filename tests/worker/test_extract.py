@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import av
@@ -66,8 +67,16 @@ class TestFramesAreExact:
     @pytest.mark.parametrize("variable", [False, True], ids=["cfr", "vfr"])
     @pytest.mark.parametrize("complete", [True, False], ids=["guided", "every-frame"])
     @pytest.mark.parametrize("policy", ["exact", "keyframe"])
+    # One decoder, or keyframe groups shared among three.
+    @pytest.mark.parametrize("decoders", [1, 3], ids=["1-decoder", "3-decoders"])
     def test_each_frame_is_the_one_shown_at_its_reported_time(
-        self, tmp_path: Path, variable: bool, complete: bool, policy: str, container: str
+        self,
+        tmp_path: Path,
+        variable: bool,
+        complete: bool,
+        policy: str,
+        container: str,
+        decoders: int,
     ) -> None:
         times = barcode_times(240, variable=variable)
         clip = barcode_clip(tmp_path / f"barcode.{container}", times, gop=45)
@@ -83,9 +92,11 @@ class TestFramesAreExact:
                 max_pixels=MAX_PIXELS,
                 policy=policy,
                 timeline=timeline,  # type: ignore[arg-type]
+                decoders=decoders,
             )
         )
         assert sorted(f.planned.index for f in extracted) == [p.index for p in plan]
+        assert [f.planned.time for f in extracted] == sorted(p.time for p in plan), "time order"
         for frame in extracted:
             shown = read_barcode(decoded(frame.jpeg))
             assert frame.timestamp == pytest.approx(times[shown], abs=1e-3), (
@@ -104,6 +115,38 @@ class TestFramesAreExact:
         extracted = list(extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy="exact"))
         assert [read_barcode(decoded(f.jpeg)) for f in extracted] == [0, 0, 1, 1, 6, 6]
         assert [f.timestamp for f in extracted] == [0.0, 0.0, 0.5, 0.5, 3.0, 3.0]
+
+
+class TestDecoders:
+    """Keyframe groups are shared among decoder threads; none may outlive the extraction."""
+
+    def test_a_failing_decoder_fails_the_extraction_and_no_thread_is_left(
+        self, tmp_path: Path, gop_video: Path
+    ) -> None:
+        timeline = read_timeline(gop_video)  # as the probe saw the file before it went away
+        before = threading.active_count()
+        with pytest.raises(MediaUnreadable):
+            list(
+                extract_frames(
+                    tmp_path / "gone.mp4",
+                    plan_even(10.0, 17, 0.5),
+                    max_pixels=MAX_PIXELS,
+                    policy="exact",
+                    timeline=timeline,
+                    decoders=3,
+                )
+            )
+        assert threading.active_count() == before
+
+    def test_a_consumer_that_stops_early_leaves_no_decoder_running(self, gop_video: Path) -> None:
+        before = threading.active_count()
+        frames = extract_frames(
+            gop_video, plan_even(10.0, 17, 0.5), max_pixels=MAX_PIXELS, decoders=3
+        )
+        first = next(frames)
+        frames.close()
+        assert first.planned.index == 0
+        assert threading.active_count() == before
 
 
 class TestExtract:

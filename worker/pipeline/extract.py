@@ -1,13 +1,11 @@
 """Decode only the planned frames, resize them to the model's pixel budget, encode JPEG.
 
-The probe's demux pass lists every frame's time, so for each planned time the extractor knows
-which frame it wants before decoding anything. It seeks to the keyframe before that frame
-(unless it is already decoding that keyframe's group), and while walking forward lets the
-decoder skip every frame nothing refers to except the frames it wants. Once the wanted frame
-is sent, the decoder is drained rather than fed further, unless the next wanted frame is in
-the same group. Under the `keyframe` policy a keyframe within `tolerance` of the planned time
-is taken as is, which costs one keyframe decode. Where the packets carry no times, or the
-decoder disagrees with them, it decodes every frame from the keyframe instead.
+Under the `keyframe` policy a keyframe within `tolerance` of the planned time is taken as is,
+which costs one keyframe decode; every other frame is reached by a FrameCursor walking from
+the keyframe before it. The wanted frames are grouped by that keyframe, and groups are shared
+among decoders of their own on separate threads (FFmpeg releases the GIL while decoding, as
+swscale and OpenCV do while scaling and encoding): each decoder takes the next group when it
+is free, so a long walk on one does not hold the others up.
 """
 
 from __future__ import annotations
@@ -15,8 +13,10 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 
 from scenecap.errors import MediaUnreadable
+from worker.pipeline.cursor import FrameCursor
 from worker.pipeline.plan import PlannedFrame
-from worker.pipeline.probe import Clock, Timeline, read_timeline
+from worker.pipeline.probe import Timeline, read_timeline
 
 ExtractPolicy = Literal["exact", "keyframe"]
-_EPSILON = 1e-6
 # The report's thumbnails: this wide, small enough to keep with the job (~5-10 KB each).
 THUMBNAIL_WIDTH = 240
 
@@ -45,6 +45,14 @@ class ExtractedFrame:
     width: int
     height: int
     thumbnail: bytes
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Wanted frames that hang from one keyframe: one decoder walks them in one go."""
+
+    indices: list[int]  # positions in the time-ordered plan
+    times: list[float]
 
 
 def smart_resize(
@@ -84,11 +92,12 @@ def extract_frames(
     policy: ExtractPolicy = "keyframe",
     tolerance: float | None = None,
     timeline: Timeline | None = None,
+    decoders: int | None = None,
 ) -> Iterator[ExtractedFrame]:
     """Yield one ExtractedFrame per planned frame, in time order.
 
     `timeline` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
-    spacing between planned frames.
+    spacing between planned frames; `decoders` defaults to one per CPU this process may use.
     """
     try:
         timeline = timeline or read_timeline(path)
@@ -97,30 +106,88 @@ def extract_frames(
         ordered = sorted(plan, key=lambda p: p.time)
         if tolerance is None:
             tolerance = _default_tolerance(ordered)
-        targets = [
-            _nearby_keyframe(timeline.keyframes, planned, tolerance)
-            if policy == "keyframe"
-            else None
-            for planned in ordered
-        ]
-        times = [t if t is not None else p.time for t, p in zip(targets, ordered, strict=True)]
-        with av.open(str(path)) as container, ThreadPoolExecutor(1) as encoder:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            cursor = _FrameCursor(container, stream, timeline)
-            # Each frame is scaled and encoded on a thread (OpenCV and swscale release the
-            # GIL) while the next one decodes; only one frame waits at a time.
-            pending: Future[ExtractedFrame] | None = None
-            for planned, (frame, timestamp) in zip(ordered, cursor.frames_at(times), strict=True):
-                if pending is not None:
-                    yield pending.result()
-                pending = encoder.submit(
-                    _encode, planned, frame, timestamp, max_pixels, jpeg_quality
-                )
-            if pending is not None:
-                yield pending.result()
+        times = [_target(timeline, planned, policy, tolerance) for planned in ordered]
+
+        def encode(index: int, frame: Any, timestamp: float) -> ExtractedFrame:
+            return _encode(ordered[index], frame, timestamp, max_pixels, jpeg_quality)
+
+        groups = _groups(timeline, times)
+        lanes = min(decoders or len(os.sched_getaffinity(0)), len(groups))
+        yield from _decode_in_lanes(path, timeline, groups, lanes, encode)
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
+
+
+def _groups(timeline: Timeline, times: list[float]) -> list[_Group]:
+    groups: list[_Group] = []
+    keyframe = None
+    for index, time in enumerate(times):
+        before = timeline.keyframe_before(timeline.shown_at(time))
+        if not groups or before != keyframe:
+            groups.append(_Group([], []))
+            keyframe = before
+        groups[-1].indices.append(index)
+        groups[-1].times.append(time)
+    return groups
+
+
+def _decode_in_lanes(
+    path: Path,
+    timeline: Timeline,
+    groups: list[_Group],
+    lanes: int,
+    encode: Callable[[int, Any, float], ExtractedFrame],
+) -> Iterator[ExtractedFrame]:
+    """Yield the groups' frames in time order, each as soon as it and those before it are done.
+
+    Only encoded frames wait here; each lane holds one decoded frame at a time.
+    """
+    done: dict[int, ExtractedFrame] = {}
+    failed: list[BaseException] = []
+    todo = iter(groups)
+    changed = threading.Condition()
+    stop = threading.Event()
+
+    def lane() -> None:
+        try:
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                # Lanes are the parallelism; frame threads inside each would only contend.
+                stream.thread_type = "AUTO" if lanes == 1 else "NONE"
+                cursor = FrameCursor(container, stream, timeline)
+                while not stop.is_set():
+                    with changed:
+                        group = next(todo, None)
+                    if group is None:
+                        return
+                    frames = cursor.frames_at(group.times)
+                    for index, (frame, timestamp) in zip(group.indices, frames, strict=True):
+                        extracted = encode(index, frame, timestamp)
+                        with changed:
+                            done[index] = extracted
+                            changed.notify_all()
+                        if stop.is_set():
+                            return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            with changed:
+                failed.append(exc)
+                changed.notify_all()
+
+    total = sum(len(group.indices) for group in groups)
+    with ThreadPoolExecutor(lanes) as pool:
+        for _ in range(lanes):
+            pool.submit(lane)
+        try:
+            for index in range(total):
+                with changed:
+                    while index not in done and not failed:
+                        changed.wait()
+                    if failed:
+                        raise failed[0]
+                    extracted = done.pop(index)
+                yield extracted
+        finally:
+            stop.set()  # The consumer stopped early or failed: lanes end after their frame.
 
 
 def _default_tolerance(ordered: list[PlannedFrame]) -> float:
@@ -129,6 +196,17 @@ def _default_tolerance(ordered: list[PlannedFrame]) -> float:
         return 0.5
     spacing = min(b.time - a.time for a, b in itertools.pairwise(ordered))
     return max(0.0, spacing / 4)
+
+
+def _target(
+    timeline: Timeline, planned: PlannedFrame, policy: ExtractPolicy, tolerance: float
+) -> float:
+    """The time to decode for a planned frame: a keyframe near it when the policy allows."""
+    if policy == "keyframe":
+        keyframe = _nearby_keyframe(timeline.keyframes, planned, tolerance)
+        if keyframe is not None:
+            return keyframe
+    return planned.time
 
 
 def _nearby_keyframe(
@@ -142,137 +220,6 @@ def _nearby_keyframe(
         start, end = planned.scene_start, planned.scene_end
         candidates = [k for k in candidates if start <= k < end]
     return min(candidates, key=lambda k: abs(k - planned.time)) if candidates else None
-
-
-def _key(time: float) -> float:
-    return round(time, 6)
-
-
-class _FrameCursor:
-    """Decodes forward from keyframes, as little as the timeline allows, for ascending times."""
-
-    def __init__(self, container: Any, stream: Any, timeline: Timeline) -> None:
-        self.container = container
-        self.stream = stream
-        self.timeline = timeline
-        self.clock = Clock.of(stream)
-        self.packets: Iterator[Any] | None = None  # None: the decoder must seek first
-        self.ready: dict[float, tuple[Any, float]] = {}  # wanted frames decoded early
-        self.keep: set[float] = set()
-
-    def frames_at(self, times: list[float]) -> Iterator[tuple[Any, float]]:
-        """For each time (ascending), the frame on screen then (the last one at or before it)
-        and that frame's own time."""
-        wanted = [self.timeline.shown_at(t) for t in times]
-        self.keep = {_key(w) for w in wanted}
-        guided = self.timeline.complete
-        last: tuple[Any, float] | None = None
-        for n, (time, frame_time) in enumerate(zip(times, wanted, strict=True)):
-            if guided and last is not None and _key(last[1]) == _key(frame_time):
-                yield last  # Two planned times share a frame (a very low frame rate).
-                continue
-            # Walking on pays only while no keyframe lies before the next wanted frame.
-            carry_on = n + 1 < len(wanted) and (
-                self.timeline.keyframe_before(wanted[n + 1]) <= frame_time + _EPSILON
-            )
-            found = self._guided(frame_time, carry_on) if guided else None
-            last = found or self._every_frame(time)
-            yield last
-
-    def _guided(self, wanted: float, carry_on: bool) -> tuple[Any, float] | None:
-        """Decode up to the wanted frame, skipping unreferenced frames; None if it never shows."""
-        found = self.ready.pop(_key(wanted), None)
-        if found is None:
-            if self.packets is None:
-                self._seek(wanted)
-            found = self._walk_to(wanted, drain=not carry_on)
-        if not carry_on:
-            self.packets = None  # What the decoder holds now is of no further use.
-        return found
-
-    def _walk_to(self, wanted: float, *, drain: bool) -> tuple[Any, float] | None:
-        sent = False
-        while self.packets is not None:
-            packet = None if sent and drain else next(self.packets, None)
-            if packet is None or packet.size == 0:
-                frames = self._drain()  # The end, or nothing after the wanted frame is needed.
-            else:
-                at = None if packet.pts is None else _key(self.clock.seconds(packet.pts))
-                self._skip("DEFAULT" if at is None or at in self.keep else "NONREF")
-                sent = sent or at == _key(wanted)
-                frames = self.stream.decode(packet)
-            found = None
-            for frame in frames:
-                if frame.pts is None:
-                    continue
-                item = (frame, self.clock.seconds(frame.pts))
-                if _key(item[1]) == _key(wanted):
-                    found = item
-                elif item[1] > wanted and _key(item[1]) in self.keep:
-                    self.ready[_key(item[1])] = item
-                elif item[1] > wanted and found is None:
-                    return None  # Shown after the wanted frame, which never came: distrust.
-            if found is not None:
-                return found
-        return None
-
-    def _every_frame(self, target: float) -> tuple[Any, float]:
-        """The plain way: decode every frame from the keyframe; keep the last one in time."""
-        self._seek(target)
-        self._skip("DEFAULT")
-        previous = None
-        for packet in self.packets or ():
-            for frame in self.stream.decode(packet):
-                if frame.pts is None:
-                    continue
-                at = self.clock.seconds(frame.pts)
-                if at > target + _EPSILON and previous is not None:
-                    self.packets = None  # The guided walk cannot continue from here.
-                    return previous
-                previous = (frame, at)
-        self.packets = None
-        if previous is None:
-            raise MediaUnreadable("the video has no decodable frames")
-        return previous
-
-    def _skip(self, frames: str) -> None:
-        # Only frames that no other frame refers to may be skipped ("NONREF"), so what is
-        # decoded is exactly what a full decode gives.
-        if self.stream.codec_context.skip_frame != frames:
-            self.stream.codec_context.skip_frame = frames
-
-    def _seek(self, time: float) -> None:
-        """Position the demuxer on the keyframe at or before `time`.
-
-        Some demuxers seek by decode timestamp or land near rather than on a keyframe (MPEG-TS
-        lands on the packet after it), so packets are read (not decoded) up to the keyframe,
-        seeking further back while the landing point is past it.
-        """
-        keyframe = self.timeline.keyframe_before(time)
-        back = 0.0
-        while True:
-            self.container.seek(
-                self.clock.pts(keyframe - back), stream=self.stream, backward=True, any_frame=False
-            )
-            packets = self.container.demux(self.stream)
-            if back > keyframe + 1:  # At the very start: decode whatever the file begins with.
-                break
-            for packet in packets:
-                at = None if packet.pts is None else self.clock.seconds(packet.pts)
-                if packet.is_keyframe and at is not None and at >= keyframe - _EPSILON:
-                    if at <= keyframe + _EPSILON:
-                        packets = itertools.chain([packet], packets)
-                        self.packets, self.ready = packets, {}
-                        return
-                    break  # Landed past it.
-            back = max(1.0, back * 2)
-        self.packets, self.ready = packets, {}
-
-    def _drain(self) -> list[Any]:
-        """Send end-of-stream and collect what the decoder still holds; a seek must follow."""
-        self.packets = None
-        self._skip("DEFAULT")
-        return list(self.stream.decode(None))
 
 
 def _encode(
