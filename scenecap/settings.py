@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     # always the frame on screen at the planned time.
     extract_policy: Literal["exact", "keyframe"] = "keyframe"
     keyframe_tolerance_seconds: float | None = Field(None, ge=0)
-    # Decoder threads sharing a video's keyframe groups (None: one per CPU the worker may use).
+    # Decoder threads sharing a video's keyframe groups (None: one per CPU, at most four).
     extract_decoders: int | None = Field(None, ge=1, le=64)
     # Decoding runs in a child process with these limits (address space, wall clock per step).
     decode_memory_mb: int = Field(4096, ge=256)

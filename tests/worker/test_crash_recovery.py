@@ -99,6 +99,8 @@ STAGES: dict[str, tuple[str, dict[str, Any], Callable[[Any, list[int], Receiver]
         lambda job, _f, _r: job.stage == "detecting_scenes",
     ),
     "captioning": ("sample.mp4", {}, lambda _job, frames, _r: len(frames) >= 2),
+    # Every frame is captioned: the fresh worker has nothing left to extract.
+    "summarizing": ("sample.mp4", {}, lambda job, _f, _r: job.stage == "summarizing"),
     "after_commit_before_webhook": (
         "sample.mp4",
         {},

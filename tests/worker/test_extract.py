@@ -138,6 +138,9 @@ class TestDecoders:
             )
         assert threading.active_count() == before
 
+    def test_nothing_planned_decodes_nothing(self, gop_video: Path) -> None:
+        assert list(extract_frames(gop_video, [], max_pixels=MAX_PIXELS)) == []
+
     def test_a_consumer_that_stops_early_leaves_no_decoder_running(self, gop_video: Path) -> None:
         before = threading.active_count()
         frames = extract_frames(

@@ -31,6 +31,9 @@ from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Timeline, read_timeline
 
 ExtractPolicy = Literal["exact", "keyframe"]
+# One decoder per CPU, but no more than four: each holds its own reference frames (up to
+# ~200 MB for 4K HEVC), all within DECODE_MEMORY_MB, and 60 frames gain little beyond that.
+_DEFAULT_DECODERS = min(4, len(os.sched_getaffinity(0)))
 # The report's thumbnails: this wide, small enough to keep with the job (~5-10 KB each).
 THUMBNAIL_WIDTH = 240
 
@@ -97,7 +100,7 @@ def extract_frames(
     """Yield one ExtractedFrame per planned frame, in time order.
 
     `timeline` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
-    spacing between planned frames; `decoders` defaults to one per CPU this process may use.
+    spacing between planned frames; `decoders` defaults to one per CPU (at most four).
     """
     try:
         timeline = timeline or read_timeline(path)
@@ -112,8 +115,9 @@ def extract_frames(
             return _encode(ordered[index], frame, timestamp, max_pixels, jpeg_quality)
 
         groups = _groups(timeline, times)
-        lanes = min(decoders or len(os.sched_getaffinity(0)), len(groups))
-        yield from _decode_in_lanes(path, timeline, groups, lanes, encode)
+        if groups:  # Nothing planned (a resumed job with every frame captioned): no decoder.
+            lanes = min(decoders or _DEFAULT_DECODERS, len(groups))
+            yield from _decode_in_lanes(path, timeline, groups, lanes, encode)
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
 
