@@ -24,14 +24,18 @@ def write_frames(
     *,
     audio: bool = False,
     options: dict[str, str] | None = None,
+    pixel_aspect: Fraction | None = None,
 ) -> Path:
-    """Write frames at the given presentation times (seconds): VFR when the gaps differ."""
+    """Write frames at the given presentation times (seconds): VFR when the gaps differ;
+    anamorphic when `pixel_aspect` (the width of a pixel over its height) is given."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=30)
         height, width = frames[0][1].shape[:2]
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, 1000)
         stream.options = {"preset": "veryfast", **(options or {})}
+        if pixel_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = pixel_aspect
         sound = container.add_stream("aac", rate=44100) if audio else None
         for at, image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 
 from scenecap.errors import MediaUnreadable
 from scenecap.sample import SampleScene, write_sample_video
-from tests.clips import barcode_clip, read_barcode
+from tests.clips import barcode_clip, flat, read_barcode, write_frames
 from worker.pipeline.extract import extract_frames, image_tokens, smart_resize
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, Timeline, probe_media, read_timeline
@@ -115,6 +118,31 @@ class TestFramesAreExact:
         extracted = list(extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy="exact"))
         assert [read_barcode(decoded(f.jpeg)) for f in extracted] == [0, 0, 1, 1, 6, 6]
         assert [f.timestamp for f in extracted] == [0.0, 0.0, 0.5, 0.5, 3.0, 3.0]
+
+    def test_pre_roll_cut_by_an_edit_list_is_never_shown(self, tmp_path: Path) -> None:
+        """A stream copy cut at 1.3 s keeps the GOP from 1.07 s and an edit list that hides
+        those frames: time 0 is frame #39, and no frame before it may be taken."""
+        source = barcode_clip(tmp_path / "long.mp4", [i / 30 for i in range(240)], gop=32)
+        clip = tmp_path / "cut.mp4"
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+        cut = [ffmpeg, "-loglevel", "error", "-ss", "1.3", "-i", str(source), "-c", "copy"]
+        subprocess.run([*cut, str(clip)], check=True)
+        timeline = read_timeline(clip)
+        assert timeline.keyframes[0] > 0, "the GOP starts before the edit: hidden pre-roll"
+        assert probe_media(clip, Limits(3600, 10**8)).frame_count == 240 - 39, "shown frames"
+        plan = [PlannedFrame(k, k / 30 + 1 / 60) for k in range(0, 200, 7)]
+        for policy in ("exact", "keyframe"):
+            for frame in extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy=policy):  # type: ignore[arg-type]
+                shown = read_barcode(decoded(frame.jpeg))
+                assert shown == 39 + round(frame.timestamp * 30), (policy, frame.timestamp)
+                if policy == "exact":
+                    assert shown == 39 + frame.planned.index
+
+    def test_anamorphic_video_is_shown_at_its_display_aspect(self, tmp_path: Path) -> None:
+        frames = [(i / 30, flat("red", 160, 180)) for i in range(10)]
+        clip = write_frames(tmp_path / "wide.mp4", frames, pixel_aspect=Fraction(2, 1))
+        [frame] = extract_frames(clip, [PlannedFrame(0, 0.1)], max_pixels=MAX_PIXELS)
+        assert frame.width / frame.height == pytest.approx(320 / 180, abs=0.1)
 
 
 class TestDecoders:

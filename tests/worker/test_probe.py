@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from scenecap.errors import (
 )
 from scenecap.media import sniff_media
 from scenecap.sample import SampleScene, write_sample_video
-from tests.clips import audio_only, constant_clip, flat, gif_image, vfr_cut_clip
+from tests.clips import audio_only, constant_clip, flat, gif_image, vfr_cut_clip, write_frames
 from worker.pipeline.extract import extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Limits, probe_media
@@ -49,6 +50,12 @@ class TestVideos:
         )
         info = probe_media(path, GENEROUS)
         assert (info.width, info.height, info.rotation) == (180, 320, 90)
+
+    def test_anamorphic_clip_reports_its_displayed_size(self, tmp_path: Path) -> None:
+        frames = [(i / 30, flat("red", 160, 180)) for i in range(10)]
+        path = write_frames(tmp_path / "wide.mp4", frames, pixel_aspect=Fraction(2, 1))
+        info = probe_media(path, GENEROUS)
+        assert (info.width, info.height) == (320, 180), "each stored pixel is shown 2 wide"
 
 
 class TestLimits:

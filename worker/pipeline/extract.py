@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ import numpy as np
 from scenecap.errors import MediaUnreadable
 from worker.pipeline.cursor import FrameCursor
 from worker.pipeline.plan import PlannedFrame
-from worker.pipeline.probe import Timeline, read_timeline
+from worker.pipeline.probe import Timeline, pixel_aspect, read_timeline
 
 ExtractPolicy = Literal["exact", "keyframe"]
 # One decoder per CPU, but no more than four: each holds its own reference frames (up to
@@ -111,8 +112,8 @@ def extract_frames(
             tolerance = _default_tolerance(ordered)
         times = [_target(timeline, planned, policy, tolerance) for planned in ordered]
 
-        def encode(index: int, frame: Any, timestamp: float) -> ExtractedFrame:
-            return _encode(ordered[index], frame, timestamp, max_pixels, jpeg_quality)
+        def encode(index: int, frame: Any, timestamp: float, aspect: Fraction) -> ExtractedFrame:
+            return _encode(ordered[index], frame, timestamp, aspect, max_pixels, jpeg_quality)
 
         groups = _groups(timeline, times)
         if groups:  # Nothing planned (a resumed job with every frame captioned): no decoder.
@@ -140,7 +141,7 @@ def _decode_in_lanes(
     timeline: Timeline,
     groups: list[_Group],
     lanes: int,
-    encode: Callable[[int, Any, float], ExtractedFrame],
+    encode: Callable[[int, Any, float, Fraction], ExtractedFrame],
 ) -> Iterator[ExtractedFrame]:
     """Yield the groups' frames in time order, each as soon as it and those before it are done.
 
@@ -159,6 +160,7 @@ def _decode_in_lanes(
                 # Lanes are the parallelism; frame threads inside each would only contend.
                 stream.thread_type = "AUTO" if lanes == 1 else "NONE"
                 cursor = FrameCursor(container, stream, timeline)
+                aspect = pixel_aspect(stream)
                 while not stop.is_set():
                     with changed:
                         group = next(todo, None)
@@ -166,7 +168,7 @@ def _decode_in_lanes(
                         return
                     frames = cursor.frames_at(group.times)
                     for index, (frame, timestamp) in zip(group.indices, frames, strict=True):
-                        extracted = encode(index, frame, timestamp)
+                        extracted = encode(index, frame, timestamp, aspect)
                         with changed:
                             done[index] = extracted
                             changed.notify_all()
@@ -227,12 +229,16 @@ def _nearby_keyframe(
 
 
 def _encode(
-    planned: PlannedFrame, frame: Any, timestamp: float, max_pixels: int, quality: int
+    planned: PlannedFrame,
+    frame: Any,
+    timestamp: float,
+    aspect: Fraction,
+    max_pixels: int,
+    quality: int,
 ) -> ExtractedFrame:
     rotation = int(getattr(frame, "rotation", 0) or 0) % 360
-    shown_h, shown_w = (
-        (frame.width, frame.height) if rotation in (90, 270) else (frame.height, frame.width)
-    )
+    wide = max(1, round(frame.width * aspect))  # non-square pixels: the width as shown
+    shown_h, shown_w = (wide, frame.height) if rotation in (90, 270) else (frame.height, wide)
     out_h, out_w = smart_resize(shown_h, shown_w, max_pixels=max_pixels)
     # Scale in swscale while converting: converting full-size frames costs as much as decoding.
     scaled_w, scaled_h = (out_h, out_w) if rotation in (90, 270) else (out_w, out_h)

@@ -98,6 +98,7 @@ def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaI
                     {"width": width, "height": height, "limit": limits.max_input_pixels},
                 )
             codec = stream.codec_context.name
+            width = max(1, round(width * pixel_aspect(stream)))  # as shown, not as stored
             if is_image:
                 return MediaInfo(0.0, width, height, 0.0, 1, False, 0, codec, False)
             _check_duration(_header_duration(container, stream), limits)
@@ -133,6 +134,13 @@ def read_timeline(path: Path) -> Timeline:
             return _scan(container, container.streams.video[0])
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the media could not be read: {exc}") from exc
+
+
+def pixel_aspect(stream: Any) -> Fraction:
+    """The stream's sample (pixel) aspect ratio, 1 when the file says nothing. Anamorphic
+    video (DVD, HDV, some phone modes) is stored narrower or wider than it is shown."""
+    ratio = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(ratio) if ratio and ratio > 0 else Fraction(1)
 
 
 def _check_duration(duration: float, limits: Limits) -> None:
