@@ -85,7 +85,15 @@ def ours_extract(video: Path, args: dict[str, Any]) -> dict[str, Any]:
     from worker.pipeline.plan import PlannedFrame
 
     plan = [PlannedFrame(i, t) for i, t in enumerate(args["planned"])]
-    extracted = list(extract_frames(video, plan, max_pixels=602112, policy=args["policy"]))
+    extracted = list(
+        extract_frames(
+            video,
+            plan,
+            max_pixels=602112,
+            policy=args["policy"],
+            decoders=args.get("decoders"),
+        )
+    )
     frames = [
         {"index": frame.planned.index, "timestamp": frame.timestamp, "thumb": thumb(frame.jpeg)}
         for frame in extracted

@@ -34,7 +34,7 @@ from worker.pipeline.probe import Timeline, pixel_aspect, read_timeline
 ExtractPolicy = Literal["exact", "keyframe"]
 # One decoder per CPU, but no more than four: each holds its own reference frames (up to
 # ~200 MB for 4K HEVC), all within DECODE_MEMORY_MB, and 60 frames gain little beyond that.
-_DEFAULT_DECODERS = min(4, len(os.sched_getaffinity(0)))
+DEFAULT_DECODERS = min(4, len(os.sched_getaffinity(0)))
 # The report's thumbnails: this wide, small enough to keep with the job (~5-10 KB each).
 THUMBNAIL_WIDTH = 240
 
@@ -117,7 +117,7 @@ def extract_frames(
 
         groups = _groups(timeline, times)
         if groups:  # Nothing planned (a resumed job with every frame captioned): no decoder.
-            lanes = min(decoders or _DEFAULT_DECODERS, len(groups))
+            lanes = min(decoders or DEFAULT_DECODERS, len(groups))
             yield from _decode_in_lanes(path, timeline, groups, lanes, encode)
     except av.FFmpegError as exc:
         raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
