@@ -17,7 +17,7 @@ from typing import Any
 from scenecap.errors import MediaUnreadable
 from worker.pipeline.probe import Clock, Timeline
 
-EPSILON = 1e-6
+_EPSILON = 1e-6  # seconds: times closer than this are the same frame
 
 
 def _key(time: float) -> float:
@@ -49,7 +49,7 @@ class FrameCursor:
                 continue
             # Walking on pays only while no keyframe lies before the next wanted frame.
             carry_on = n + 1 < len(wanted) and (
-                self.timeline.keyframe_before(wanted[n + 1]) <= frame_time + EPSILON
+                self.timeline.keyframe_before(wanted[n + 1]) <= frame_time + _EPSILON
             )
             found = self._guided(frame_time, carry_on) if guided else None
             last = found or self._every_frame(time)
@@ -102,7 +102,7 @@ class FrameCursor:
                 if frame.pts is None:
                     continue
                 at = self.clock.seconds(frame.pts)
-                if at > target + EPSILON and previous is not None:
+                if at > target + _EPSILON and previous is not None:
                     self.packets = None  # The guided walk cannot continue from here.
                     return previous
                 previous = (frame, at)
@@ -135,8 +135,8 @@ class FrameCursor:
                 break
             for packet in packets:
                 at = None if packet.pts is None else self.clock.seconds(packet.pts)
-                if packet.is_keyframe and at is not None and at >= keyframe - EPSILON:
-                    if at <= keyframe + EPSILON:
+                if packet.is_keyframe and at is not None and at >= keyframe - _EPSILON:
+                    if at <= keyframe + _EPSILON:
                         packets = itertools.chain([packet], packets)
                         self.packets, self.ready = packets, {}
                         return
