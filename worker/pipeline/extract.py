@@ -124,16 +124,11 @@ def extract_frames(
 
 
 def _groups(timeline: Timeline, times: list[float]) -> list[_Group]:
-    groups: list[_Group] = []
-    keyframe = None
-    for index, time in enumerate(times):
-        before = timeline.keyframe_before(timeline.shown_at(time))
-        if not groups or before != keyframe:
-            groups.append(_Group([], []))
-            keyframe = before
-        groups[-1].indices.append(index)
-        groups[-1].times.append(time)
-    return groups
+    def hangs_from(item: tuple[int, float]) -> float:
+        return timeline.keyframe_before(timeline.shown_at(item[1]))
+
+    runs = [list(run) for _, run in itertools.groupby(enumerate(times), key=hangs_from)]
+    return [_Group([i for i, _ in run], [t for _, t in run]) for run in runs]
 
 
 def _decode_in_lanes(
