@@ -14,13 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.schemas import ErrorResponse
-from scenecap.errors import (
+from scenecap.core.errors import (
     DatabaseUnavailable,
     MalformedJson,
     MethodNotAllowed,
+    NotFound,
     RateLimited,
     RequestTooLarge,
-    RouteNotFound,
     ScenecapError,
     ServiceUnavailable,
     ValidationFailed,
@@ -80,7 +80,7 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
-        return error_response(RouteNotFound("no such endpoint"))
+        return error_response(NotFound("no such endpoint"))
     if exc.status_code == 405:
         return error_response(MethodNotAllowed("method not allowed on this endpoint"))
     body = {"error": {"code": f"HTTP_{exc.status_code}", "message": str(exc.detail), "details": {}}}

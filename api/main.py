@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import scenecap
+from api.auth import KeyCache
 from api.errors import BodySizeLimit, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.routes import categories, completions, health, live, metrics, webhooks
+from api.routes.metrics import MetricsCache
 from api.services.media_check import MediaInspector
 from db.session import make_engine, make_session_factory
-from scenecap.settings import Settings, get_settings
+from scenecap.core.settings import Settings, get_settings
 from worker.submit import JobQueue
 
 # Starlette runs sync routes and dependencies on anyio's thread pool (40 threads by default).
@@ -33,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.inspector.close()
+        if app.state.rate_limiter is not None:
+            await app.state.rate_limiter.aclose()
         engine.dispose()
 
     app = FastAPI(
@@ -43,8 +47,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
-    app.state.queue = JobQueue(settings)
+    app.state.queue = JobQueue.of(settings)
+    app.state.session_factory = make_session_factory(engine, app.state.queue.send)
+    app.state.keys = KeyCache(app.state.session_factory, settings.key_cache_seconds)
+    app.state.metrics = MetricsCache(settings.metrics_cache_seconds)
     app.state.inspector = MediaInspector(settings)
     limited = settings.rate_limit_per_minute > 0 and settings.broker_url.startswith("redis")
     app.state.rate_limiter = (

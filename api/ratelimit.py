@@ -6,9 +6,9 @@ import logging
 import time
 import uuid
 
-import redis
+import redis.asyncio as redis
 
-from scenecap.errors import RateLimited
+from scenecap.core.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +21,17 @@ class RateLimiter:
         self.limit = limit
         self.window = window
 
-    def hit(self, key_id: uuid.UUID) -> None:
+    async def hit(self, key_id: uuid.UUID) -> None:
         """Count one request; raise RateLimited (429 + Retry-After) past the limit."""
         now = time.time()
         window = int(now // self.window)
         name = f"scenecap:rate:{key_id}:{window}"
         try:
-            with self.client.pipeline() as pipe:
+            async with self.client.pipeline() as pipe:
                 pipe.incr(name)
                 pipe.expire(name, self.window * 2)
-                count, _expiry_set = pipe.execute()
-        except redis.RedisError:
+                count, _expiry_set = await pipe.execute()
+        except (redis.RedisError, OSError):
             # Failing open: an unavailable limiter must not take the whole API down.
             log.warning("rate limiter unavailable; request allowed")
             return
@@ -41,3 +41,6 @@ class RateLimiter:
                 f"more than {self.limit} requests in {self.window} s for this key",
                 {"limit": self.limit, "window_seconds": self.window, "retry_after": retry_after},
             )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -13,7 +13,8 @@ from html import escape
 from typing import Any
 
 from api.schemas import JobOut
-from db.models import JobFrame, JobStatus
+from db.models import JobFrame
+from scenecap.core.enums import JobStatus
 
 _STYLE = """
 :root { font-family: system-ui, sans-serif; color: #1d2433; background: #f6f7fb; }

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from db.models import Job, JobStatus, as_utc
-from scenecap.media import METADATA_TYPES
+from scenecap.core.enums import JobStatus, as_utc
+from scenecap.core.media import METADATA_TYPES
+
+if TYPE_CHECKING:  # the client imports these schemas without the database layer
+    from db.models import Job
 
 MetadataType = Literal["categories", "participants", "actions", "scene", "tags"]
 

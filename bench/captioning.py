@@ -29,9 +29,9 @@ from db import jobs
 from db.keys import create_key
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from scenecap.sample import write_sample_video
-from scenecap.settings import Settings
-from worker.pipeline.extract import ExtractedFrame, extract_frames
+from scenecap.cli.sample import write_sample_video
+from scenecap.core.settings import Settings
+from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.plan import plan_even
 from worker.progress import ProgressReporter
 from worker.runner import Runtime, caption_frames
@@ -118,7 +118,7 @@ def main() -> None:
     upgrade(database_url)
     session_factory = make_session_factory(make_engine(database_url))
     video = write_sample_video(folder / "sample.mp4", width=1280, height=720)
-    frames = list(extract_frames(video, plan_even(12.0, N, 0.0), max_pixels=602112))
+    frames = list(extract_frames(video, plan_even(12.0, N, 0.0), ExtractOptions(max_pixels=602112)))
     base = Settings(vlm_model="fake-vlm", vision_backend="openai")
 
     print("# captioning stage: 60 frames against the fake VLM (ratios measured in this run)")

@@ -33,8 +33,8 @@ from bench.captioning import fake_vlm
 from db.keys import create_key
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from scenecap.dev import worker_command
-from scenecap.sample import write_sample_video
+from scenecap.cli.dev import worker_command
+from scenecap.cli.sample import write_sample_video
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get(
@@ -89,7 +89,16 @@ def stack(vlm_url: str, folder: Path) -> Iterator[tuple[str, dict[str, str]]]:
     )
     port = 18000 + os.getpid() % 1000
     api = subprocess.Popen(
-        [sys.executable, "-m", "scenecap.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "scenecap.cli.main",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         cwd=ROOT,
         stdout=log,

@@ -81,7 +81,7 @@ def naive_extract(video: Path, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def ours_extract(video: Path, args: dict[str, Any]) -> dict[str, Any]:
-    from worker.pipeline.extract import extract_frames
+    from worker.pipeline.extract import ExtractOptions, extract_frames
     from worker.pipeline.plan import PlannedFrame
 
     plan = [PlannedFrame(i, t) for i, t in enumerate(args["planned"])]
@@ -89,9 +89,7 @@ def ours_extract(video: Path, args: dict[str, Any]) -> dict[str, Any]:
         extract_frames(
             video,
             plan,
-            max_pixels=602112,
-            policy=args["policy"],
-            decoders=args.get("decoders"),
+            ExtractOptions(max_pixels=602112, policy=args["policy"], decoders=args.get("decoders")),
         )
     )
     frames = [

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from db.models import JobFrame, JobStage, JobStageTiming
+from db.models import JobFrame, JobStageTiming
 from db.session import dialect_insert
+from scenecap.core.enums import JobStage
 
 
 def stored_frames(

@@ -11,7 +11,8 @@ from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, undefer
 
 from db import webhooks
-from db.models import Job, JobKind, JobStage, JobStatus, utcnow
+from db.models import Job
+from scenecap.core.enums import JobKind, JobStage, JobStatus, utcnow
 
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
 
@@ -198,11 +199,6 @@ def _ended(session: Session, job_id: uuid.UUID, rowcount: int) -> bool:
     return True
 
 
-def job_status(session: Session, job_id: uuid.UUID) -> JobStatus | None:
-    value = session.scalar(select(Job.status).where(Job.id == job_id))
-    return JobStatus(value) if value is not None else None
-
-
 def lapsed_jobs(session: Session, *, pending_grace_seconds: int, limit: int = 100) -> list[Job]:
     """Jobs nobody is working on: running with an expired lease, or pending and never picked up.
 
@@ -248,6 +244,9 @@ def count_active_for_key(session: Session, api_key_id: uuid.UUID) -> int:
     return session.scalar(query) or 0
 
 
-def count_active(session: Session) -> int:
-    """How many jobs are PENDING or PROCESSING (all keys)."""
-    return session.scalar(select(func.count()).select_from(Job).where(Job.status.in_(ACTIVE))) or 0
+def cancel_active_jobs(session: Session, api_key_id: uuid.UUID) -> int:
+    """Cancel every PENDING or PROCESSING job of the key (its webhooks go in the outbox)."""
+    active = session.scalars(
+        select(Job.id).where(Job.api_key_id == api_key_id, Job.status.in_(ACTIVE))
+    )
+    return sum(cancel_job(session, job_id) for job_id in list(active))

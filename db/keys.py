@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey, utcnow
+from db.models import ApiKey
+from scenecap.core.enums import as_utc, utcnow
 
 KEY_PREFIX = "sc_"
+# Writing last_used_at on every request would turn each read into a write; a minute is
+# precise enough for "is this key still in use?".
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 def hash_key(plaintext: str) -> str:
@@ -46,13 +51,59 @@ def rotate_webhook_secret(key: ApiKey, grace_seconds: float) -> str:
     return key.webhook_secret
 
 
-def find_active_key(session: Session, plaintext: str) -> ApiKey | None:
-    """Return the unrevoked key matching plaintext, if any."""
+def find_active_key(session: Session, key_hash: str) -> ApiKey | None:
+    """Return the unrevoked key with this hash, if any."""
     return session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext), ApiKey.revoked_at.is_(None))
+        select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
     )
 
 
 def get_active_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
     """Return the key with this id unless it was revoked."""
     return session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
+
+
+def default_webhook_url(session: Session, key_id: uuid.UUID) -> str | None:
+    """Where the key's jobs report when they name no webhook URL of their own."""
+    return session.scalar(select(ApiKey.default_webhook_url).where(ApiKey.id == key_id))
+
+
+def mark_used(session: Session, key_id: uuid.UUID, last_used_at: datetime | None) -> None:
+    """Record that the key was used now, unless that was recorded less than a minute ago."""
+    now = utcnow()
+    if last_used_at is not None and now - as_utc(last_used_at) < LAST_USED_RESOLUTION:
+        return
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first (revoked ones included)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def keys_matching(session: Session, prefix_or_id: str) -> list[ApiKey]:
+    """Keys whose id is this UUID, or whose key starts with this prefix (at least 6 chars)."""
+    conditions = []
+    with contextlib.suppress(ValueError):
+        conditions.append(ApiKey.id == uuid.UUID(prefix_or_id))
+    if len(prefix_or_id) >= 6:
+        # The stored prefix holds the key's first 10 characters; a longer argument is a
+        # whole key, which matches its prefix and its hash.
+        conditions.append(ApiKey.key_prefix.startswith(prefix_or_id[:10], autoescape=True))
+    if not conditions:
+        return []
+    found = list(session.scalars(select(ApiKey).where(or_(*conditions))))
+    if len(prefix_or_id) > 10:
+        digest = hash_key(prefix_or_id)
+        found = [k for k in found if k.key_hash == digest or str(k.id) == prefix_or_id]
+    return found
+
+
+def revoke_key(session: Session, key_id: uuid.UUID) -> bool:
+    """Revoke the key; False if it was revoked already."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -24,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
+from scenecap.core.enums import JobKind, JobStage, JobStatus, WebhookStatus, utcnow
+
 # Stable constraint names so Alembic migrations can refer to them.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -34,45 +35,9 @@ NAMING_CONVENTION = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were written in UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[str]: JSON}
-
-
-class JobStatus(enum.StrEnum):
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-class JobStage(enum.StrEnum):
-    QUEUED = "queued"
-    DOWNLOADING = "downloading"
-    DETECTING_SCENES = "detecting_scenes"
-    EXTRACTING_FRAMES = "extracting_frames"
-    CAPTIONING = "captioning"
-    SUMMARIZING = "summarizing"
-    DONE = "done"
-
-
-class JobKind(enum.StrEnum):
-    CATEGORIES = "categories"  # POST /v2/media/categories
-    COMPLETION = "completion"  # POST /v2/media/completions, answered when it finishes
 
 
 class ApiKey(Base):
@@ -89,6 +54,8 @@ class ApiKey(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     default_webhook_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # To the minute (db.keys.mark_used): enough to tell which keys are still in use.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -184,12 +151,6 @@ class JobStageTiming(Base):
     )
     stage: Mapped[str] = mapped_column(String(32), primary_key=True)
     seconds: Mapped[float] = mapped_column(Float)
-
-
-class WebhookStatus(enum.StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
 
 
 class WebhookEvent(Base):

@@ -1,11 +1,33 @@
-"""Engines and session factories; sessions are owned by the edges (routes, tasks, CLI)."""
+"""Engines, session factories, and the one way work is queued: after its transaction commits.
+
+Sessions are owned by the edges (a request, a task, a command). Code inside a unit of work
+calls `enqueue(session, task, ...)`; the message is sent by the factory's sender once that
+session's transaction commits, and dropped if it rolls back, so a worker never looks for a
+row that is not there yet (polar's JobQueueManager works the same way).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+
+@dataclass(frozen=True)
+class Message:
+    """A task to send: its name, its arguments, and a delay in seconds."""
+
+    task: str
+    args: tuple[Any, ...]
+    countdown: float = 0.0
+
+
+# Sends one message to the workers (the API's and the worker's JobQueue.send).
+Sender = Callable[[Message], None]
+_SENDER, _OUTBOX = "scenecap.sender", "scenecap.outbox"
 
 
 def make_engine(database_url: str, *, max_connections: int = 15) -> Engine:
@@ -37,9 +59,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Return a session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: Engine, sender: Sender | None = None) -> sessionmaker[Session]:
+    """A session factory whose objects stay readable after commit, and whose sessions send
+    what was enqueued in them through `sender` after each commit (nothing, without one: the
+    outbox sweep and the reaper pick such work up)."""
+    return sessionmaker(engine, expire_on_commit=False, info={_SENDER: sender})
+
+
+def enqueue(session: Session, task: str, *args: Any, countdown: float = 0.0) -> None:
+    """Send a task once this session's transaction commits; drop it if it rolls back."""
+    session.info.setdefault(_OUTBOX, []).append(Message(task, args, countdown))
+
+
+def release_connection(session: Session) -> None:
+    """End the session's transaction now, so its pooled connection goes back to the pool
+    instead of idling while the request waits on something slow (a thread, a URL check).
+    What was enqueued so far is sent; the session stays usable."""
+    session.commit()
+
+
+@event.listens_for(Session, "after_commit")
+def _send_outbox(session: Session) -> None:
+    messages: list[Message] = session.info.pop(_OUTBOX, [])
+    sender: Sender | None = session.info.get(_SENDER)
+    if sender is not None:
+        for message in messages:
+            sender(message)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_outbox(session: Session) -> None:
+    session.info.pop(_OUTBOX, None)
 
 
 def ping(engine: Engine) -> None:

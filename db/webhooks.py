@@ -11,7 +11,10 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, undefer
 
-from db.models import Job, JobStatus, WebhookAttempt, WebhookEvent, WebhookStatus, utcnow
+from db.models import Job, WebhookAttempt, WebhookEvent
+from db.session import enqueue
+from scenecap.core.enums import JobStatus, WebhookStatus, utcnow
+from scenecap.core.tasks import DELIVER_WEBHOOK
 
 EVENT_TYPES = {
     JobStatus.COMPLETED: "media.completed",
@@ -21,7 +24,8 @@ EVENT_TYPES = {
 
 
 def add_terminal_event(session: Session, job_id: uuid.UUID) -> None:
-    """Write the job's terminal event to the outbox, in the caller's transaction."""
+    """Write the job's terminal event to the outbox, in the caller's transaction, and queue
+    its delivery for when that transaction commits."""
     # populate_existing: the caller may hold this job from before the terminal UPDATE.
     job = session.scalar(
         select(Job)
@@ -48,27 +52,17 @@ def add_terminal_event(session: Session, job_id: uuid.UUID) -> None:
             else None,
         },
     }
-    session.add(
-        WebhookEvent(
-            job_id=job.id,
-            api_key_id=job.api_key_id,
-            type=body["type"],
-            url=job.webhook_url,
-            body=json.dumps(body, separators=(",", ":")),
-            next_attempt_at=utcnow(),
-        )
+    event = WebhookEvent(
+        job_id=job.id,
+        api_key_id=job.api_key_id,
+        type=body["type"],
+        url=job.webhook_url,
+        body=json.dumps(body, separators=(",", ":")),
+        next_attempt_at=utcnow(),
     )
+    session.add(event)
     session.flush()
-
-
-def pending_event_ids(session: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(
-        session.scalars(
-            select(WebhookEvent.id).where(
-                WebhookEvent.job_id == job_id, WebhookEvent.status == WebhookStatus.PENDING
-            )
-        )
-    )
+    enqueue(session, DELIVER_WEBHOOK, str(event.id))
 
 
 def claim_event(session: Session, event_id: uuid.UUID, lock_seconds: float) -> WebhookEvent | None:
@@ -160,3 +154,4 @@ def redeliver(session: Session, event: WebhookEvent) -> None:
     event.status = WebhookStatus.PENDING
     event.next_attempt_at = utcnow()
     event.locked_until = None
+    enqueue(session, DELIVER_WEBHOOK, str(event.id))

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from db.models import Base
-from scenecap.settings import get_settings
+from scenecap.core.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata

@@ -29,8 +29,8 @@ from api.schemas import (
     JobOut,
     ShareLink,
 )
-from scenecap.errors import ScenecapError, error_for_code
-from scenecap.signing import WebhookVerificationError, verify_webhook
+from scenecap.core.errors import ScenecapError, error_for_code
+from scenecap.core.signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "AsyncScenecapClient",

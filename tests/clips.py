@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from scenecap.sample import PALETTE
+from scenecap.cli.sample import PALETTE
 
 
 def flat(colour: str, width: int = 320, height: int = 180) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Shared fixtures: a migrated PostgreSQL test database, Redis, a real Celery worker process,
-the API on a real socket, a media server and a fake VLM, all on 127.0.0.1."""
+"""Shared fixtures: a migrated PostgreSQL test database, Redis, the worker and the scheduler
+started exactly as docker-compose.yml starts them, the API on a real socket, a media server
+and a fake VLM, all on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,14 +23,17 @@ import psycopg
 import pytest
 import redis
 import uvicorn
+import yaml
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from db.keys import create_key
 from db.migrate import upgrade
+from db.models import Job
 from db.session import make_engine, make_session_factory
-from scenecap.dev import worker_command
-from scenecap.sample import SampleScene, write_sample_video
-from scenecap.settings import Settings
+from scenecap.cli.sample import SampleScene, write_sample_video
+from scenecap.core.enums import JobStatus
+from scenecap.core.settings import Settings
 from tests.fake_vlm import FakeVLMServer
 
 ADMIN_URL = os.environ.get(
@@ -38,6 +43,21 @@ REDIS_URL = os.environ.get("SCENECAP_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 TEST_DATABASE = "scenecap_test"
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# The console script `pip install` put beside this interpreter: what users run.
+SCENECAP = str(Path(sys.executable).parent / "scenecap")
+
+
+def shipped_command(service: str, **options: str) -> list[str]:
+    """A docker-compose.yml service's command, run with this installation's `scenecap`;
+    `options` replace the values of the named options (concurrency="1")."""
+    command: list[str] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+        service
+    ]["command"]
+    assert command[0] == "scenecap", f"{service} does not run a scenecap command"
+    command = [SCENECAP, *command[1:]]
+    for name, value in options.items():
+        command[command.index(f"--{name}") + 1] = value
+    return command
 
 
 def database_url(name: str) -> str:
@@ -81,7 +101,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import cv2
     import numpy as np
 
-    from scenecap.sample import PALETTE
+    from scenecap.cli.sample import PALETTE
 
     image = np.empty((240, 320, 3), np.uint8)
     image[:] = PALETTE["purple"]
@@ -137,11 +157,13 @@ def fake_vlm_server() -> Iterator[FakeVLMServer]:
 @pytest.fixture
 def fake_vlm(fake_vlm_server: FakeVLMServer, session_factory: Any) -> Iterator[Any]:
     """The fake model, reset, with no job of an earlier test still talking to it."""
-    from db.jobs import count_active
 
     def idle() -> bool:
+        active = select(func.count()).where(
+            Job.status.in_((JobStatus.PENDING, JobStatus.PROCESSING))
+        )
         with session_factory() as session:
-            return count_active(session) == 0 and fake_vlm_server.state.in_flight == 0
+            return session.scalar(active) == 0 and fake_vlm_server.state.in_flight == 0
 
     wait_for(idle, timeout=120, interval=0.1, what="the worker to finish earlier jobs")
     fake_vlm_server.state.reset()
@@ -225,30 +247,40 @@ def worker_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def worker(
     settings: Settings, database: str, worker_log: Path, worker_tmp: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process (prefork, 2 children) with beat, on the test Redis DB."""
+    """`scenecap worker` (prefork, 2 children) and `scenecap beat`, as docker-compose.yml
+    runs them, on the test database and Redis DB; both log to worker_log."""
     redis.Redis.from_url(REDIS_URL).flushdb()
     log = worker_log.open("wb")
-    command = worker_command(worker_log.parent / "beat-schedule", concurrency=2)
-    process = subprocess.Popen(
-        [*command, "--hostname", "test@%h"],
-        env={**settings_env(settings), "TMPDIR": str(worker_tmp)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
+    # Each its own TMPDIR: the worker's must hold nothing once its jobs end (a test looks);
+    # the scheduler keeps its schedule file in its own.
+    beat_tmp = worker_tmp.with_name("beat-tmp")
+    beat_tmp.mkdir(exist_ok=True)
+    processes = [
+        subprocess.Popen(
+            shipped_command(service),
+            env={**settings_env(settings), "TMPDIR": str(tmp)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        for service, tmp in (("worker", worker_tmp), ("beat", beat_tmp))
+    ]
+    process, beat = processes
     wait_for(
         lambda: "ready." in worker_log.read_text(errors="replace") or process.poll() is not None,
         timeout=60,
         what="the worker to be ready",
     )
-    assert process.poll() is None, worker_log.read_text()
+    assert process.poll() is None and beat.poll() is None, worker_log.read_text()
     yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    for child in processes:
+        os.killpg(child.pid, signal.SIGTERM)
+    for child in processes:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
     log.close()
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(worker_log, ARTIFACTS / "worker.log")

@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from scenecap.sample import PALETTE
+from scenecap.cli.sample import PALETTE
 
 
 def dominant_colour(jpeg: bytes) -> str:

@@ -1,5 +1,6 @@
 """A worker stack of its own for tests that kill or cut things: its own database, its own
-broker, short leases. The session's worker never sees its jobs."""
+broker, short leases, `scenecap worker` and `scenecap beat` started as docker-compose.yml
+starts them. The session's worker never sees its jobs."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from db import frames as frame_repo
 from db import jobs as job_repo
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
-from scenecap.dev import worker_command
-from scenecap.settings import Settings
-from tests.conftest import ROOT, recreate_database, settings_env, wait_for
+from scenecap.core.settings import Settings
+from tests.conftest import ROOT, recreate_database, settings_env, shipped_command, wait_for
+from worker.submit import JobQueue
 
 
 @dataclass
@@ -29,18 +30,28 @@ class IsolatedStack:
     session_factory: Any
     log: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    beat: subprocess.Popen[bytes] | None = None
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        command = worker_command(self.log.parent / f"beat-{len(self.workers)}", concurrency=1)
+    def _start(self, command: list[str]) -> subprocess.Popen[bytes]:
+        # Its own TMPDIR: the decoder's files, and the scheduler's schedule file.
+        env = {**settings_env(self.settings), "TMPDIR": str(self.log.parent)}
         with self.log.open("ab") as log:  # the child keeps its own descriptor
-            worker = subprocess.Popen(
+            return subprocess.Popen(
                 command,
-                env=settings_env(self.settings),
+                env=env,
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start_beat(self) -> subprocess.Popen[bytes]:
+        """`scenecap beat`: the reaper and the outbox sweep, every REAPER_INTERVAL_SECONDS."""
+        self.beat = self._start(shipped_command("beat"))
+        return self.beat
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        worker = self._start(shipped_command("worker", concurrency="1"))
         self.workers.append(worker)
         wait_for(
             lambda: (
@@ -69,29 +80,32 @@ class IsolatedStack:
 def isolated_stack(
     settings: Settings, folder: Path, broker_url: str, **overrides: Any
 ) -> Iterator[IsolatedStack]:
-    """Build the stack (fresh database "scenecap_isolated"); kill its workers afterwards."""
+    """Build the stack (fresh database "scenecap_isolated") with its scheduler running; kill
+    its processes afterwards. Work enqueued in its sessions goes to its broker."""
     if broker_url.startswith("redis://127.0.0.1:6379/"):
         redis.Redis.from_url(broker_url).flushdb()
     database = recreate_database("scenecap_isolated")
     upgrade(database)
     engine = make_engine(database)
+    stack_settings = settings.model_copy(
+        update={
+            "database_url": database,
+            "broker_url": broker_url,
+            "job_lease_seconds": 5,
+            "reaper_interval_seconds": 1,
+            "webhook_timeout_seconds": 2,
+            "vlm_max_concurrency": 1,
+            **overrides,
+        }
+    )
     stack = IsolatedStack(
-        settings.model_copy(
-            update={
-                "database_url": database,
-                "broker_url": broker_url,
-                "job_lease_seconds": 5,
-                "reaper_interval_seconds": 1,
-                "webhook_timeout_seconds": 2,
-                "vlm_max_concurrency": 1,
-                **overrides,
-            }
-        ),
-        make_session_factory(engine),
+        stack_settings,
+        make_session_factory(engine, JobQueue.of(stack_settings).send),
         folder / "worker.log",
     )
+    stack.start_beat()
     yield stack
-    for worker in stack.workers:
-        if worker.poll() is None:
-            stack.kill(worker)
+    for process in [*stack.workers, stack.beat]:
+        if process is not None and process.poll() is None:
+            stack.kill(process)
     engine.dispose()

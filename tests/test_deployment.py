@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from scenecap.cli import build_parser
-from scenecap.settings import Settings
+from scenecap.cli.main import build_parser
+from scenecap.core.settings import Settings
 from tests.conftest import settings_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

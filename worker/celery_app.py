@@ -8,11 +8,9 @@ from typing import Any
 
 from celery import Celery, signals
 
-from scenecap.logs import log_config
-from scenecap.settings import Settings, get_settings
-
-MEDIA_QUEUE = "media"
-WEBHOOKS_QUEUE = "webhooks"
+from scenecap.core.logs import log_config
+from scenecap.core.settings import Settings, get_settings
+from scenecap.core.tasks import MEDIA_QUEUE, REAP_JOBS, SWEEP_WEBHOOKS, queue_of
 
 
 def broker_config(settings: Settings) -> dict[str, Any]:
@@ -25,7 +23,7 @@ def broker_config(settings: Settings) -> dict[str, Any]:
             "broker_transport_options": {"visibility_timeout": 3600},
         }
     folder = settings.embedded_broker_dir
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": "filesystem://",
@@ -33,9 +31,15 @@ def broker_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            # Exchange tables; kombu's default is ./control, wherever the process was started.
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         },
     }
+
+
+def _route(name: str, *_args: Any, **_options: Any) -> dict[str, str]:
+    return {"queue": queue_of(name)}
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -50,10 +54,7 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=MEDIA_QUEUE,
-        task_routes={
-            "scenecap.media.*": {"queue": MEDIA_QUEUE},
-            "scenecap.webhooks.*": {"queue": WEBHOOKS_QUEUE},
-        },
+        task_routes=(_route,),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
         # Fail a submission fast when the broker is down instead of hanging the request.
@@ -66,13 +67,12 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "reap-lapsed-jobs": {
-                "task": "scenecap.media.reap_jobs",
+                "task": REAP_JOBS,
                 "schedule": float(settings.reaper_interval_seconds),
             },
             "sweep-webhook-outbox": {
-                "task": "scenecap.webhooks.sweep",
+                "task": SWEEP_WEBHOOKS,
                 "schedule": float(settings.reaper_interval_seconds),
-                "options": {"queue": WEBHOOKS_QUEUE},
             },
         },
         enable_utc=True,

@@ -4,6 +4,7 @@ JPEG data URIs within the model's budget, and ask the vision backend."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import tempfile
 import time
 import uuid
@@ -12,10 +13,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from db.models import JobStage
-from scenecap.media import decode_data_uri, is_data_uri
-from scenecap.settings import FRAME_PROMPT_TOKENS, Settings
-from worker.pipeline.extract import ExtractedFrame, extract_frames
+from scenecap.core.enums import JobStage
+from scenecap.core.media import decode_data_uri, is_data_uri
+from scenecap.core.settings import FRAME_PROMPT_TOKENS, Settings
+from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import fetch_media
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, probe_media
@@ -120,25 +121,16 @@ def _fetch(url: str, directory: Path, number: int, settings: Settings) -> tuple[
 def _as_parts(
     path: Path, kind: str, settings: Settings, max_pixels: int, _send: Send
 ) -> list[dict[str, Any]]:
-    limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
-    info = probe_media(path, limits, is_image=kind == "image")
+    """In the sandbox: an image's one part, or a video's sampled frames after their times."""
+    info = probe_media(path, Limits.of(settings), is_image=kind == "image")
     if kind == "image":
         plan = [PlannedFrame(0, 0.0)]
     else:
         plan = plan_even(
             info.duration, settings.completion_video_frames, settings.min_frame_gap_seconds
         )
-    frames = list(
-        extract_frames(
-            path,
-            plan,
-            max_pixels=max_pixels,
-            jpeg_quality=settings.jpeg_quality,
-            policy=settings.extract_policy,
-            timeline=info.timeline,
-            decoders=settings.extract_decoders,
-        )
-    )
+    options = dataclasses.replace(ExtractOptions.of(settings), max_pixels=max_pixels)
+    frames = list(extract_frames(path, plan, options, info.timeline))
     parts: list[dict[str, Any]] = [_image_part(frame) for frame in frames]
     if kind == "video":
         times = ", ".join(f"{frame.timestamp:.1f}" for frame in frames)

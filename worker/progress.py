@@ -10,8 +10,8 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import frames, jobs
-from db.models import JobStage
-from scenecap.errors import JobCancelled
+from scenecap.core.enums import JobStage
+from scenecap.core.errors import JobCancelled
 
 # Where each stage starts and ends on the 0-100 scale.
 STAGE_SPANS: dict[JobStage, tuple[int, int]] = {

@@ -21,19 +21,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import frames as frame_repo
 from db import jobs
-from db import webhooks as webhook_repo
-from db.models import Job, JobFrame, JobKind, JobStage
-from scenecap.errors import JobCancelled, ScenecapError
-from scenecap.logs import job_context
-from scenecap.settings import Settings
+from db.models import Job, JobFrame
+from scenecap.core.enums import JobKind, JobStage
+from scenecap.core.errors import JobCancelled, ScenecapError, WorkerLost
+from scenecap.core.logs import job_context
+from scenecap.core.settings import Settings
 from worker.completion import answer_completion
-from worker.pipeline.extract import ExtractedFrame, extract_frames
+from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import fetch_media
 from worker.pipeline.merge import build_results
 from worker.pipeline.plan import PlannedFrame, frame_count, plan_even, plan_scenes
-from worker.pipeline.probe import Limits, MediaInfo, probe_media
+from worker.pipeline.probe import MEDIA_INFO, Limits, MediaInfo, probe_media
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
-from worker.pipeline.scenes import detect_scenes
+from worker.pipeline.scenes import SCENES, detect_scenes
 from worker.progress import ProgressReporter
 from worker.vision.base import (
     CaptionedFrame,
@@ -57,8 +57,6 @@ class Runtime:
     backend: VisionBackend
     worker_id: str
     loop: asyncio.AbstractEventLoop
-    # Queue a webhook delivery attempt: (event id, delay in seconds).
-    enqueue_webhook: Callable[[uuid.UUID, float], None]
     # Told of every progress write (stage, percent); `scenecap analyze` draws its bar with it.
     progress_listener: Callable[[JobStage, int], None] | None = None
     # Read file:// media in place: `scenecap analyze` only, never a worker serving the API.
@@ -111,21 +109,10 @@ def _run_job(job_id: uuid.UUID, rt: Runtime) -> None:
             log.info("job %s is not pending or running; nothing to do", job_id)
             return
         spec, attempts = JobSpec.of(job), job.attempts
-    try:
-        if attempts > rt.settings.job_max_attempts:
-            _fail(rt, job_id, "WORKER_LOST", f"the job was interrupted {attempts - 1} times")
-        else:
-            _process(spec, rt)
-    finally:
-        # Enqueue after commit: the outbox row was written with the terminal state.
-        queue_webhooks(rt, job_id)
-
-
-def queue_webhooks(rt: Runtime, job_id: uuid.UUID) -> None:
-    with rt.session_factory() as session:
-        pending = webhook_repo.pending_event_ids(session, job_id)
-    for event_id in pending:
-        rt.enqueue_webhook(event_id, 0.0)
+    if attempts > rt.settings.job_max_attempts:
+        _fail(rt, job_id, WorkerLost.code, f"the job was interrupted {attempts - 1} times")
+    else:
+        _process(spec, rt)
 
 
 def _process(spec: JobSpec, rt: Runtime) -> None:
@@ -177,10 +164,11 @@ def analyse(
         path, sniffed = fetch_media(
             spec.media_url, spec.media_data, Path(directory), settings, local_files=rt.local_files
         )
-        media_limits = Limits(settings.max_duration_seconds, settings.max_input_pixels)
         is_image = sniffed.kind == "image"
         info = run_sandboxed(
-            lambda _send: probe_media(path, media_limits, is_image=is_image), sandbox
+            lambda _send: probe_media(path, Limits.of(settings), is_image=is_image),
+            sandbox,
+            codec=MEDIA_INFO,
         )
         with rt.session_factory.begin() as session:
             jobs.set_media_info(session, spec.id, {**info.as_dict(), "mime": sniffed.mime})
@@ -193,6 +181,7 @@ def analyse(
             lambda send: _extract(path, todo, info, settings, send),
             sandbox,
             on_message=lambda done: progress.stage(JobStage.EXTRACTING_FRAMES, done / len(todo)),
+            codec=FRAMES,
         )
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
     rt.run(
@@ -249,6 +238,7 @@ def plan_frames(
         ),
         SandboxLimits.of(settings),
         on_message=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),
+        codec=SCENES,
     )
     return plan_scenes(scenes, count)
 
@@ -258,16 +248,7 @@ def _extract(
 ) -> list[ExtractedFrame]:
     """In the sandbox: decode the frames still to caption, reporting each one done."""
     extracted: list[ExtractedFrame] = []
-    for frame in extract_frames(
-        path,
-        todo,
-        max_pixels=settings.frame_max_pixels,
-        jpeg_quality=settings.jpeg_quality,
-        policy=settings.extract_policy,
-        tolerance=settings.keyframe_tolerance_seconds,
-        timeline=info.timeline,
-        decoders=settings.extract_decoders,
-    ):
+    for frame in extract_frames(path, todo, ExtractOptions.of(settings), info.timeline):
         extracted.append(frame)
         send(len(extracted))
     return extracted
@@ -283,8 +264,13 @@ async def caption_frames(
     done: int,
     total: int,
 ) -> None:
-    """Caption frames concurrently (bounded); store each as soon as it is answered."""
+    """Caption frames concurrently (bounded); store each as soon as it is answered.
+
+    A cancellation or a failure stops new requests, but never one in flight: it is paid for,
+    and a request cut off mid-answer can leave its pooled connection unusable.
+    """
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
+    stopped: list[BaseException] = []  # why captioning stops: a cancellation, or a failure
     finished = done
 
     def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
@@ -294,28 +280,29 @@ async def caption_frames(
         return progress.update(JobStage.CAPTIONING, finished / total)
 
     async def caption_one(frame: ExtractedFrame) -> None:
-        # The thread-side calls report cancellation as False; only this coroutine raises.
         async with limit:
+            if stopped:
+                return
             if not await asyncio.to_thread(progress.still_running):
-                raise JobCancelled("the job was cancelled")
+                stopped.append(JobCancelled("the job was cancelled"))
+                return
             image = FrameImage(
                 frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height
             )
             started = time.perf_counter()
-            answer = await rt.backend.caption(image, request)
+            try:
+                answer = await rt.backend.caption(image, request)
+            except Exception as exc:  # raised below, once every request in flight is back
+                stopped.append(exc)
+                return
             seconds = time.perf_counter() - started
         if not await asyncio.to_thread(store, frame, answer, seconds):
-            raise JobCancelled("the job was cancelled")
+            stopped.append(JobCancelled("the job was cancelled"))
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for frame in extracted:
-                group.create_task(caption_one(frame))
-    except ExceptionGroup as failures:
-        # Surface one error: a cancellation first, else the first failure.
-        errors: list[BaseException] = list(failures.exceptions)
-        cancelled = [e for e in errors if isinstance(e, JobCancelled)]
-        raise (cancelled or errors)[0] from None
+    await asyncio.gather(*(caption_one(frame) for frame in extracted))
+    if stopped:
+        # Say one thing: a cancellation first, else the first failure.
+        raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
 
 
 def _store_frame(

@@ -1,39 +1,48 @@
-"""The one piece of the worker the API may import: submitting work and checking the broker."""
+"""The one piece of the worker the API may import: sending work and checking the broker."""
 
 from __future__ import annotations
 
-import contextlib
-import uuid
+import logging
 
 from amqp.exceptions import ChannelError
+from celery import Celery
 from kombu.exceptions import OperationalError
 
-from scenecap.errors import BrokerUnavailable
-from scenecap.settings import Settings
-from worker.celery_app import MEDIA_QUEUE, WEBHOOKS_QUEUE, create_celery
+from db.session import Message
+from scenecap.core.errors import BrokerUnavailable
+from scenecap.core.settings import Settings
+from scenecap.core.tasks import WEBHOOKS_QUEUE, queue_of
+from worker.celery_app import create_celery
 
-PROCESS_JOB = "scenecap.media.process_job"
-DELIVER_WEBHOOK = "scenecap.webhooks.deliver"
+log = logging.getLogger(__name__)
 
 
 class JobQueue:
     """Sends tasks to the workers through the configured broker."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.celery = create_celery(settings)
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
 
-    def enqueue_job(self, job_id: uuid.UUID) -> None:
-        """Queue a committed job for processing."""
+    @classmethod
+    def of(cls, settings: Settings) -> JobQueue:
+        return cls(create_celery(settings))
+
+    def send(self, message: Message) -> None:
+        """Send a committed unit of work's message (db.session calls this after commit)."""
+        queue = queue_of(message.task)
         try:
-            self.celery.send_task(PROCESS_JOB, args=[str(job_id)], queue=MEDIA_QUEUE)
+            self.celery.send_task(
+                message.task,
+                args=list(message.args),
+                queue=queue,
+                countdown=message.countdown or None,
+            )
         except (OperationalError, OSError) as exc:
+            if queue == WEBHOOKS_QUEUE:
+                # The event row is committed: the outbox sweep sends it when the broker is back.
+                log.warning("broker unavailable; %s is left to the outbox sweep", message.task)
+                return
             raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
-
-    def enqueue_webhook(self, event_id: uuid.UUID) -> None:
-        """Queue a delivery attempt of a committed webhook event (the sweep retries if lost)."""
-        # If the broker is down the event row is still committed: the outbox sweep sends it.
-        with contextlib.suppress(OperationalError, OSError):
-            self.celery.send_task(DELIVER_WEBHOOK, args=[str(event_id)], queue=WEBHOOKS_QUEUE)
 
     def depth(self, queue: str) -> int:
         """Messages waiting in a queue (0 if it was never declared, or the broker is down)."""

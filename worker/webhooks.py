@@ -7,24 +7,23 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import webhooks
-from db.models import ApiKey, WebhookEvent, WebhookStatus, as_utc, utcnow
-from scenecap.errors import ScenecapError
-from scenecap.logs import job_context
-from scenecap.safehttp import SafeHttpClient, UrlPolicy
-from scenecap.settings import Settings
-from scenecap.signing import signature_header
+from db.models import ApiKey, WebhookEvent
+from db.session import enqueue
+from scenecap.core.enums import WebhookStatus, as_utc, utcnow
+from scenecap.core.errors import ScenecapError
+from scenecap.core.logs import job_context
+from scenecap.core.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.core.settings import Settings
+from scenecap.core.signing import signature_header
+from scenecap.core.tasks import DELIVER_WEBHOOK
 
 log = logging.getLogger(__name__)
 _MAX_RETRY_AFTER = 24 * 3600.0
-
-# enqueue(event_id, delay_seconds): queue another delivery attempt.
-Enqueue = Callable[[uuid.UUID, float], None]
 
 
 def retry_schedule(settings: Settings) -> list[float]:
@@ -33,10 +32,7 @@ def retry_schedule(settings: Settings) -> list[float]:
 
 
 def deliver_event(
-    event_id: uuid.UUID,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    enqueue: Enqueue,
+    event_id: uuid.UUID, session_factory: sessionmaker[Session], settings: Settings
 ) -> WebhookStatus | None:
     """Make one delivery attempt if the event is due; return its outcome (None if not due)."""
     # Held while one attempt runs (its deadline covers the whole exchange); a worker killed
@@ -110,8 +106,8 @@ def deliver_event(
             outcome=outcome,
             next_attempt_at=utcnow() + timedelta(seconds=delay) if delay is not None else None,
         )
-    if delay is not None:
-        enqueue(event_id, delay)
+        if delay is not None:
+            enqueue(session, DELIVER_WEBHOOK, str(event_id), countdown=delay)
     with job_context(job_id):
         log.info(
             "webhook %s attempt %d: %s (%s)",
@@ -130,10 +126,10 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def sweep_due_events(session_factory: sessionmaker[Session], enqueue: Enqueue) -> int:
+def sweep_due_events(session_factory: sessionmaker[Session]) -> int:
     """Queue every due event no delivery holds (after a crash between commit and enqueue)."""
-    with session_factory() as session:
+    with session_factory.begin() as session:
         due = webhooks.due_event_ids(session)
-    for event_id in due:
-        enqueue(event_id, 0.0)
+        for event_id in due:
+            enqueue(session, DELIVER_WEBHOOK, str(event_id))
     return len(due)

@@ -6,13 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import ApiKeyDep, InspectorDep, QueueDep, SessionDep, SettingsDep
+from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
+from api.responses import DeferredResponse
 from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
 from api.services import jobs as service
-from db.models import Job, JobStatus
-from scenecap import errors
+from api.services.waiting import wait_for_terminal
+from db.models import Job
+from scenecap.core import errors
+from scenecap.core.enums import JobStatus
 
 router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
 
@@ -46,9 +50,8 @@ def submit(
     body: CategoriesRequest,
     request: Request,
     session: SessionDep,
-    key: ApiKeyDep,
+    key: CallerDep,
     settings: SettingsDep,
-    queue: QueueDep,
     inspector: InspectorDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
@@ -61,27 +64,29 @@ def submit(
         max_active=settings.max_active_jobs_per_key,
     )
     job = submission.job
-    if submission.created:
-        # Commit before enqueueing: the worker must find the row.
-        session.commit()
-        queue.enqueue_job(job.id)
-    if job.media_type == "image":
-        finished = service.wait_for_terminal(
-            request.app.state.session_factory, key, job.id, settings.image_inline_wait_seconds
-        )
-        if finished is not None and finished.status == JobStatus.COMPLETED:
-            return JSONResponse(_image_result(finished).model_dump(mode="json"))
     accepted = JobAccepted(
         job_id=job.id,
         status=JobStatus(job.status),
         percent_complete=job.percent_complete,
         media_type=job.media_type,
     )
-    return JSONResponse(
+    queued = JSONResponse(
         accepted.model_dump(mode="json"),
         status_code=202 if submission.created else 200,
         headers={"Location": f"/v2/media/categories/{job.id}"},
     )
+    if job.media_type != "image":
+        return queued
+
+    async def inline_image() -> Response:
+        factory: sessionmaker[Session] = request.app.state.session_factory
+        wait = settings.image_inline_wait_seconds
+        finished = await wait_for_terminal(factory, key.id, job.id, wait)
+        if finished is None or finished.status != JobStatus.COMPLETED:
+            return queued
+        return JSONResponse(_image_result(finished).model_dump(mode="json"))
+
+    return DeferredResponse(inline_image)
 
 
 def _image_result(job: Job) -> ImageResult:
@@ -100,7 +105,7 @@ def _image_result(job: Job) -> ImageResult:
 )
 def list_jobs(
     session: SessionDep,
-    key: ApiKeyDep,
+    key: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: JobStatus | None = None,
@@ -117,7 +122,7 @@ def list_jobs(
     responses=responses(*_AUTH, errors.JobNotFound),
     summary="Get a job's status, progress and results",
 )
-def get_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
+def get_job(job_id: str, session: SessionDep, key: CallerDep) -> JobOut:
     job = service.get_job(session, key, job_id)
     return JobOut.of(job, timings=service.stage_timings(session, job.id))
 
@@ -128,10 +133,6 @@ def get_job(job_id: str, session: SessionDep, key: ApiKeyDep) -> JobOut:
     responses=responses(*_AUTH, errors.JobNotFound, errors.JobAlreadyFinished),
     summary="Cancel a job (a running job stops at its next checkpoint)",
 )
-def cancel_job(job_id: str, session: SessionDep, key: ApiKeyDep, queue: QueueDep) -> JobOut:
-    job = service.cancel_job(session, key, job_id)
+def cancel_job(job_id: str, session: SessionDep, key: CallerDep) -> JobOut:
     # The cancellation and its webhook outbox row commit together; delivery is queued after.
-    session.commit()
-    for event_id in service.pending_webhooks(session, job.id):
-        queue.enqueue_webhook(event_id)
-    return JobOut.of(job)
+    return JobOut.of(service.cancel_job(session, key, job_id))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
-from api.deps import ApiKeyDep, InspectorDep, QueueDep, SessionDep, SettingsDep
+from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
+from api.responses import DeferredResponse
 from api.schemas import CompletionRequest, CompletionResponse
-from api.services.completions import await_completion, create_completion
-from scenecap import errors
+from api.services.completions import answer_when_done, create_completion
+from scenecap.core import errors
 
 router = APIRouter(prefix="/v2/media", tags=["completions"])
 
@@ -32,23 +34,19 @@ def complete(
     body: CompletionRequest,
     request: Request,
     session: SessionDep,
-    key: ApiKeyDep,
+    key: CallerDep,
     settings: SettingsDep,
-    queue: QueueDep,
     inspector: InspectorDep,
-) -> CompletionResponse:
-    job = create_completion(session, key, body, inspector)
-    # Commit before enqueueing: the worker must find the row.
-    session.commit()
-    queue.enqueue_job(job.id)
-    answer = await_completion(
-        request.app.state.session_factory,
-        session,
-        key,
-        job,
-        timeout=settings.completion_wait_seconds,
+) -> Response:
+    job_id = create_completion(session, key, body, inspector).id
+    return DeferredResponse(
+        lambda: answer_when_done(
+            request.app.state.session_factory,
+            key,
+            job_id,
+            timeout=settings.completion_wait_seconds,
+        )
     )
-    return CompletionResponse.model_validate(answer)
 
 
 # The OpenAI SDK posts to <base_url>/chat/completions, so base_url=<service>/v2/media works.

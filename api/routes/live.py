@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import ApiKeyDep, SessionDep, bearer_scheme, get_api_key
+from api.deps import CallerDep, Credentials, SessionDep, get_caller
 from api.errors import responses
 from api.report import ReportFrame, render_report
 from api.schemas import JobOut, ShareLink, ShareRequest
@@ -18,7 +21,7 @@ from api.services import links
 from api.services.events import job_events
 from db import frames as frame_repo
 from db.models import Job
-from scenecap import errors
+from scenecap.core import errors
 
 router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
 # The page's own event stream needs a token: EventSource cannot send an Authorization header.
@@ -28,21 +31,33 @@ TokenQuery = Annotated[
 ]
 
 
-def viewed_job(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    token: TokenQuery = None,
-) -> Job:
+@dataclass(frozen=True)
+class Viewed:
+    """A job being looked at, and the link token its page's own event stream will carry."""
+
+    job: Job
+    token: str
+
+
+async def viewed_job(
+    job_id: str, request: Request, credentials: Credentials, token: TokenQuery = None
+) -> Viewed:
     """The job, for its owner (API key) or for anyone holding a valid link token."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
     if token is not None:
-        return links.job_for_token(session, job_id, token)
-    key = get_api_key(request, session, credentials)
-    return service.get_job(session, key, job_id)
+        job = await run_in_threadpool(_read, factory, links.job_for_token, job_id, token)
+        return Viewed(job, token)
+    key = await get_caller(request, credentials)
+    job = await run_in_threadpool(_read, factory, service.get_job, key, job_id)
+    return Viewed(job, links.new_token(key, job.id, PAGE_TOKEN_SECONDS)[0])
 
 
-ViewedJob = Annotated[Job, Depends(viewed_job)]
+def _read(factory: sessionmaker[Session], find: Callable[..., Job], *args: Any) -> Job:
+    with factory() as session:
+        return find(session, *args)
+
+
+ViewedJob = Annotated[Viewed, Depends(viewed_job)]
 _VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound, json_beside=True)
 
 
@@ -55,9 +70,9 @@ _VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound, json_beside
     },
     summary="Follow a job live (Server-Sent Events: progress, then completed|failed|cancelled)",
 )
-def job_events_stream(job: ViewedJob, request: Request) -> StreamingResponse:
+def job_events_stream(viewed: ViewedJob, request: Request) -> StreamingResponse:
     return StreamingResponse(
-        job_events(request.app.state.session_factory, job.id),
+        job_events(request.app.state.session_factory, viewed.job.id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -69,12 +84,11 @@ def job_events_stream(job: ViewedJob, request: Request) -> StreamingResponse:
     responses={200: {"content": {"text/html": {}}}, **_VIEW_ERRORS},
     summary="The job as a page: frames with thumbnails and captions, merged results, progress",
 )
-def job_report(job: ViewedJob, session: SessionDep, token: TokenQuery = None) -> HTMLResponse:
+def job_report(viewed: ViewedJob, session: SessionDep) -> HTMLResponse:
+    job = viewed.job
     rows = frame_repo.stored_frames(session, job.id, with_thumbnails=True)
     view = JobOut.of(job, timings=service.stage_timings(session, job.id))
-    if token is None:
-        token = links.owner_token(session, job, PAGE_TOKEN_SECONDS)
-    events_url = f"/v2/media/categories/{job.id}/events?token={token}"
+    events_url = f"/v2/media/categories/{job.id}/events?token={viewed.token}"
     page = render_report(view, [ReportFrame.of(row) for row in rows], events_url)
     return HTMLResponse(page, headers={"Cache-Control": "private, no-store"})
 
@@ -86,7 +100,7 @@ def job_report(job: ViewedJob, session: SessionDep, token: TokenQuery = None) ->
     summary="A signed, expiring link to the job's report that works without the API key",
 )
 def share_job(
-    job_id: str, session: SessionDep, key: ApiKeyDep, body: ShareRequest | None = None
+    job_id: str, session: SessionDep, key: CallerDep, body: ShareRequest | None = None
 ) -> ShareLink:
     job = service.get_job(session, key, job_id)
     lifetime = (body or ShareRequest()).expires_in

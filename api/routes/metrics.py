@@ -1,9 +1,16 @@
-"""GET /metrics in the Prometheus text format, computed at scrape time from PostgreSQL and
-the broker (correct however many API and worker processes run)."""
+"""GET /metrics in the Prometheus text format, computed from PostgreSQL and the broker
+(correct however many API and worker processes run), for whoever holds METRICS_TOKEN.
+
+A scrape runs about ten aggregate queries; the text is kept METRICS_CACHE_SECONDS, so any
+number of scrapers (or a misbehaving one) cost the database at most that many a period.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hmac
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
@@ -14,9 +21,13 @@ from prometheus_client.core import (
     Metric,
 )
 
+from api.deps import Credentials
+from api.errors import responses
 from db.metrics import Histogram, Totals, totals
-from db.models import JobStatus
-from worker.celery_app import MEDIA_QUEUE, WEBHOOKS_QUEUE
+from scenecap.core.enums import JobStatus
+from scenecap.core.errors import Unauthenticated
+from scenecap.core.settings import Settings
+from scenecap.core.tasks import MEDIA_QUEUE, WEBHOOKS_QUEUE
 from worker.submit import JobQueue
 
 router = APIRouter(tags=["operations"])
@@ -108,12 +119,53 @@ def _buckets(histogram: Histogram) -> tuple[list[tuple[str, float]], float]:
     return buckets, histogram.total
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics")
-def metrics(request: Request) -> Response:
+class MetricsCache:
+    """The last rendered scrape, reused while it is younger than `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._text, self._at = b"", -float("inf")
+
+    def get(self, render: Callable[[], bytes]) -> bytes:
+        with self._lock:  # one scrape renders; the others wait for its result
+            if time.monotonic() - self._at >= self.seconds:
+                self._text, self._at = render(), time.monotonic()
+            return self._text
+
+
+def check_scraper(settings: Settings, credentials: Credentials) -> None:
+    """Only the holder of METRICS_TOKEN reads the figures (they span every key's jobs)."""
+    token = settings.metrics_token
+    if token is None:
+        if settings.environment == "production":
+            raise Unauthenticated("metrics are off: set SCENECAP_METRICS_TOKEN to scrape them")
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthenticated("send the metrics token as 'Authorization: Bearer <token>'")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+        **responses(Unauthenticated, json_beside=True),
+    },
+    summary="Prometheus metrics (bearer METRICS_TOKEN)",
+)
+def metrics(request: Request, credentials: Credentials) -> Response:
+    state = request.app.state
+    check_scraper(state.settings, credentials)
+    return Response(state.metrics.get(lambda: _render(request)), media_type=CONTENT_TYPE)
+
+
+def _render(request: Request) -> bytes:
     with request.app.state.session_factory() as session:
         figures = totals(session)
     queue: JobQueue = request.app.state.queue
     depths = {name: queue.depth(name) for name in (MEDIA_QUEUE, WEBHOOKS_QUEUE)}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(figures, depths))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+    return bytes(generate_latest(registry))

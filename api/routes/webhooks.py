@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import ApiKeyDep, InspectorDep, QueueDep, SessionDep, SettingsDep
+from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
 from api.schemas import (
     SecretRotation,
@@ -15,7 +15,7 @@ from api.schemas import (
 )
 from api.services import webhooks as service
 from db.models import ApiKey
-from scenecap import errors
+from scenecap.core import errors
 
 router = APIRouter(tags=["webhooks"])
 
@@ -30,8 +30,8 @@ def _config(key: ApiKey) -> WebhookConfig:
     responses=responses(errors.Unauthenticated),
     summary="Your default webhook URL",
 )
-def get_webhook(key: ApiKeyDep) -> WebhookConfig:
-    return _config(key)
+def get_webhook(session: SessionDep, key: CallerDep) -> WebhookConfig:
+    return _config(service.key_row(session, key))
 
 
 @router.put(
@@ -46,10 +46,9 @@ def get_webhook(key: ApiKeyDep) -> WebhookConfig:
     summary="Set (or clear, with null) the webhook URL used when a job names none",
 )
 def put_webhook(
-    body: WebhookConfigUpdate, key: ApiKeyDep, inspector: InspectorDep
+    body: WebhookConfigUpdate, session: SessionDep, key: CallerDep, inspector: InspectorDep
 ) -> WebhookConfig:
-    service.set_default_url(key, body.url, inspector)
-    return _config(key)
+    return _config(service.set_default_url(session, key, body.url, inspector))
 
 
 @router.post(
@@ -58,8 +57,8 @@ def put_webhook(
     responses=responses(errors.Unauthenticated),
     summary="New signing secret; the old one keeps signing (a second signature) for a grace period",
 )
-def rotate_secret(key: ApiKeyDep, settings: SettingsDep) -> SecretRotation:
-    secret, until = service.rotate_secret(key, settings.webhook_secret_grace_seconds)
+def rotate_secret(session: SessionDep, key: CallerDep, settings: SettingsDep) -> SecretRotation:
+    secret, until = service.rotate_secret(session, key, settings.webhook_secret_grace_seconds)
     return SecretRotation(webhook_secret=secret, previous_secret_valid_until=until)
 
 
@@ -69,7 +68,7 @@ def rotate_secret(key: ApiKeyDep, settings: SettingsDep) -> SecretRotation:
     responses=responses(errors.Unauthenticated, errors.JobNotFound),
     summary="The job's webhook deliveries and every attempt",
 )
-def list_deliveries(job_id: str, session: SessionDep, key: ApiKeyDep) -> WebhookEventList:
+def list_deliveries(job_id: str, session: SessionDep, key: CallerDep) -> WebhookEventList:
     events = service.job_events(session, key, job_id)
     return WebhookEventList(data=[WebhookEventOut.of(e, attempts) for e, attempts in events])
 
@@ -78,15 +77,10 @@ def list_deliveries(job_id: str, session: SessionDep, key: ApiKeyDep) -> Webhook
     "/v2/media/categories/{job_id}/webhooks/redeliver",
     status_code=202,
     response_model=WebhookEventList,
-    responses=responses(errors.Unauthenticated, errors.JobNotFound, service.NoWebhookEvent),
+    responses=responses(errors.Unauthenticated, errors.JobNotFound, errors.NoWebhookEvent),
     summary="Send the job's webhook again (same webhook-id)",
 )
-def redeliver(
-    job_id: str, session: SessionDep, key: ApiKeyDep, queue: QueueDep
-) -> WebhookEventList:
-    event_ids = service.redeliver(session, key, job_id)
-    session.commit()
-    for event_id in event_ids:
-        queue.enqueue_webhook(event_id)
+def redeliver(job_id: str, session: SessionDep, key: CallerDep) -> WebhookEventList:
+    service.redeliver(session, key, job_id)  # each delivery is queued when the request commits
     events = service.job_events(session, key, job_id)
     return WebhookEventList(data=[WebhookEventOut.of(e, attempts) for e, attempts in events])

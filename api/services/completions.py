@@ -7,30 +7,38 @@ COMPLETION_WAIT_SECONDS, when the job is cancelled).
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
 
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
+from api.auth import Caller
+from api.errors import error_response
 from api.schemas import CompletionRequest
-from api.services.jobs import wait_for_terminal
 from api.services.media_check import MediaInspector
+from api.services.waiting import wait_for_terminal
 from db import jobs
-from db.models import ApiKey, Job, JobKind, JobStatus
-from scenecap.errors import CompletionTimeout, ValidationFailed, error_for_code
-from scenecap.media import METADATA_TYPES
+from db.models import Job
+from db.session import enqueue
+from scenecap.core.enums import JobKind, JobStatus
+from scenecap.core.errors import CompletionTimeout, ValidationFailed, error_for_code
+from scenecap.core.media import METADATA_TYPES
+from scenecap.core.tasks import PROCESS_JOB
 
 
 def create_completion(
-    session: Session, key: ApiKey, body: CompletionRequest, inspector: MediaInspector
+    session: Session, key: Caller, body: CompletionRequest, inspector: MediaInspector
 ) -> Job:
-    """Check every image part (fetchable, allowed, an image or a video) and store the job."""
+    """Check every image part (fetchable, allowed, an image or a video); store and queue it."""
     urls = body.image_urls()
     if not urls:
         raise ValidationFailed(
             "messages: at least one image_url part is needed", {"field": "messages"}
         )
     inspected = [inspector.inspect(url) for url in urls]
-    return jobs.create_job(
+    job = jobs.create_job(
         session,
         api_key_id=key.id,
         kind=JobKind.COMPLETION,
@@ -40,24 +48,30 @@ def create_completion(
         requested_metadata=list(METADATA_TYPES),
         model=body.model,
     )
+    enqueue(session, PROCESS_JOB, str(job.id))
+    return job
 
 
-def await_completion(
-    session_factory: sessionmaker[Session],
-    session: Session,
-    key: ApiKey,
-    job: Job,
-    *,
-    timeout: float,
-) -> dict[str, Any]:
-    """Wait for the worker's answer; raise the job's error, or 504 (and cancel) on timeout."""
-    finished = wait_for_terminal(session_factory, key, job.id, timeout, JobKind.COMPLETION)
+async def answer_when_done(
+    session_factory: sessionmaker[Session], key: Caller, job_id: uuid.UUID, *, timeout: float
+) -> Response:
+    """The worker's answer; the job's error; or 504 after timeout, the job then cancelled."""
+    finished = await wait_for_terminal(session_factory, key.id, job_id, timeout, JobKind.COMPLETION)
     if finished is None:
-        jobs.cancel_job(session, job.id)
-        raise CompletionTimeout(
-            f"no answer within {timeout:.0f} s; the request was cancelled", {"job_id": str(job.id)}
+        await run_in_threadpool(_cancel, session_factory, job_id)
+        return error_response(
+            CompletionTimeout(
+                f"no answer within {timeout:.0f} s; the request was cancelled",
+                {"job_id": str(job_id)},
+            )
         )
     if finished.status != JobStatus.COMPLETED or not finished.results:
-        raise error_for_code(finished.error_code or "INTERNAL_ERROR", finished.error_message or "")
-    completion: dict[str, Any] = finished.results["completion"]
-    return completion
+        code = finished.error_code or "INTERNAL_ERROR"
+        return error_response(error_for_code(code, finished.error_message or ""))
+    return JSONResponse(finished.results["completion"])
+
+
+def _cancel(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> None:
+    # Its own transaction: the request's has committed long ago.
+    with session_factory.begin() as session:
+        jobs.cancel_job(session, job_id)

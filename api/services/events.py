@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.schemas import JobOut
 from db import frames, jobs
-from db.models import JobStatus
+from scenecap.core.enums import JobStatus
 
 POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15.0

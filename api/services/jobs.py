@@ -6,26 +6,29 @@ import base64
 import binascii
 import hashlib
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
+from api.auth import Caller
 from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
 from db import frames as frame_repo
-from db import jobs, webhooks
-from db.models import ApiKey, Job, JobKind, JobStatus
-from scenecap.errors import (
+from db import jobs, keys
+from db.models import Job
+from db.session import enqueue, release_connection
+from scenecap.core.enums import JobStatus
+from scenecap.core.errors import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFound,
     TooManyActiveJobs,
     ValidationFailed,
 )
+from scenecap.core.tasks import PROCESS_JOB
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def request_fingerprint(body: CategoriesRequest) -> str:
 
 def submit_job(
     session: Session,
-    key: ApiKey,
+    key: Caller,
     body: CategoriesRequest,
     *,
     idempotency_key: str | None,
@@ -59,9 +62,8 @@ def submit_job(
             f"this key already has {max_active} jobs pending or running; wait for some to end",
             {"limit": max_active, "retry_after": 10},
         )
-    # End the read transaction first: its pooled connection would otherwise wait out the
-    # media check with us (under load, one per submission in flight emptied the pool).
-    session.commit()
+    # Under load, one connection idling through each submission's media check emptied the pool.
+    release_connection(session)
     media = inspector.inspect(body.media_url)
     if body.webhook_url is not None:
         inspector.check_webhook_url(body.webhook_url)
@@ -77,7 +79,7 @@ def submit_job(
                 use_scenes=body.use_scenes,
                 max_frames=body.max_frames,
                 model=body.model,
-                webhook_url=body.webhook_url or key.default_webhook_url,
+                webhook_url=body.webhook_url or keys.default_webhook_url(session, key.id),
                 job_tag=body.job_tag,
                 idempotency_key=idempotency_key,
                 request_hash=fingerprint,
@@ -90,6 +92,7 @@ def submit_job(
         if existing is None:
             raise
         return Submission(_same_request(existing, fingerprint), created=False)
+    enqueue(session, PROCESS_JOB, str(job.id))
     return Submission(job, created=True)
 
 
@@ -110,7 +113,7 @@ def parse_job_id(raw: str) -> uuid.UUID:
         raise JobNotFound(f"no job {raw!r}") from None
 
 
-def get_job(session: Session, key: ApiKey, raw_id: str) -> Job:
+def get_job(session: Session, key: Caller, raw_id: str) -> Job:
     job = jobs.get_owned_job(session, parse_job_id(raw_id), key.id)
     if job is None:
         raise JobNotFound(f"no job {raw_id!r}")
@@ -122,7 +125,7 @@ def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
 
 
 def list_jobs(
-    session: Session, key: ApiKey, *, limit: int, cursor: str | None, status: JobStatus | None
+    session: Session, key: Caller, *, limit: int, cursor: str | None, status: JobStatus | None
 ) -> tuple[list[Job], str | None]:
     """A page of the key's jobs, newest first, and the cursor of the next page (if any)."""
     before = decode_cursor(cursor) if cursor else None
@@ -148,7 +151,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-def cancel_job(session: Session, key: ApiKey, raw_id: str) -> Job:
+def cancel_job(session: Session, key: Caller, raw_id: str) -> Job:
     """Cancel the key's job; a running worker stops at its next checkpoint."""
     job = get_job(session, key, raw_id)
     if not jobs.cancel_job(session, job.id):
@@ -157,27 +160,3 @@ def cancel_job(session: Session, key: ApiKey, raw_id: str) -> Job:
         )
     session.refresh(job)
     return job
-
-
-def pending_webhooks(session: Session, job_id: uuid.UUID) -> list[uuid.UUID]:
-    return webhooks.pending_event_ids(session, job_id)
-
-
-def wait_for_terminal(
-    session_factory: sessionmaker[Session],
-    key: ApiKey,
-    job_id: uuid.UUID,
-    timeout: float,
-    kind: JobKind = JobKind.CATEGORIES,
-) -> Job | None:
-    """Poll the job until it ends or timeout passes (images and completions answer inline)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while time.monotonic() < deadline:
-        with session_factory() as session:
-            job = jobs.get_owned_job(session, job_id, key.id, kind)
-            if job is not None and JobStatus(job.status).is_terminal:
-                return job
-        time.sleep(delay)
-        delay = min(0.5, delay * 1.5)
-    return None

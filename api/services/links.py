@@ -15,30 +15,24 @@ import uuid
 
 from sqlalchemy.orm import Session
 
+from api.auth import Caller
 from api.services.jobs import parse_job_id
 from db import jobs
 from db.keys import get_active_key
-from db.models import ApiKey, Job
-from scenecap.errors import JobNotFound, Unauthenticated
+from db.models import Job
+from scenecap.core.errors import JobNotFound, Unauthenticated
 
 
-def sign(key: ApiKey, job_id: uuid.UUID, expires_at: int) -> str:
+def sign(key_hash: str, job_id: uuid.UUID, expires_at: int) -> str:
     message = f"{job_id}.{expires_at}".encode()
-    digest = hmac.new(key.key_hash.encode(), message, hashlib.sha256).digest()
+    digest = hmac.new(key_hash.encode(), message, hashlib.sha256).digest()
     return f"{expires_at}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')}"
 
 
-def new_token(key: ApiKey, job_id: uuid.UUID, lifetime_seconds: int) -> tuple[str, int]:
+def new_token(key: Caller, job_id: uuid.UUID, lifetime_seconds: int) -> tuple[str, int]:
+    """A token for the key's job, valid for lifetime_seconds; and when it expires."""
     expires_at = int(time.time()) + lifetime_seconds
-    return sign(key, job_id, expires_at), expires_at
-
-
-def owner_token(session: Session, job: Job, lifetime_seconds: int) -> str:
-    """A token minted with the job's own key (for a page its owner opened)."""
-    key = get_active_key(session, job.api_key_id)
-    if key is None:
-        raise Unauthenticated("the job's API key was revoked")
-    return new_token(key, job.id, lifetime_seconds)[0]
+    return sign(key.key_hash, job_id, expires_at), expires_at
 
 
 def job_for_token(session: Session, raw_id: str, token: str) -> Job:
@@ -51,7 +45,7 @@ def job_for_token(session: Session, raw_id: str, token: str) -> Job:
     if not expires.isdigit():
         raise Unauthenticated("the link's token is malformed")
     key = get_active_key(session, job.api_key_id)
-    if key is None or not hmac.compare_digest(sign(key, job.id, int(expires)), token):
+    if key is None or not hmac.compare_digest(sign(key.key_hash, job.id, int(expires)), token):
         raise Unauthenticated("the link's token is not valid for this job")
     if int(expires) < time.time():
         raise Unauthenticated("the link has expired; ask its owner for a new one")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scenecap.media import (
+from scenecap.core.media import (
     SNIFF_BYTES,
     MediaKind,
     decode_data_uri,
     is_data_uri,
     sniff_media,
 )
-from scenecap.safehttp import SafeHttpClient, UrlPolicy
-from scenecap.settings import Settings
+from scenecap.core.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.core.settings import Settings
 
 
 @dataclass(frozen=True)

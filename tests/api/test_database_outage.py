@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from api.main import create_app
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from tests.conftest import serve_app
 
 

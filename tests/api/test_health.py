@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from tests.conftest import serve_app
 
 DEAD_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.main import create_app
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from tests.api.test_categories import assert_error
 from tests.conftest import serve_app
 

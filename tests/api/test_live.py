@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api.services.links import sign
-from db.keys import find_active_key
+from db.keys import find_active_key, hash_key
 from tests.conftest import client_for, is_terminal, poll_job
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -140,9 +140,9 @@ def test_share_links_open_the_report_without_the_key_until_they_expire(
     token = share["report_url"].split("token=")[1]
     report = f"/v2/media/categories/{job_id}/report"
     with session_factory() as session:
-        owner = find_active_key(session, key)
+        owner = find_active_key(session, hash_key(key))
         assert owner is not None
-        expired = sign(owner, uuid.UUID(job_id), int(time.time()) - 1)
+        expired = sign(owner.key_hash, uuid.UUID(job_id), int(time.time()) - 1)
     tampered = token[:-2] + ("BB" if token.endswith("AA") else "AA")
 
     with httpx.Client(base_url=api_url) as anyone:

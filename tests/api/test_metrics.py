@@ -1,20 +1,38 @@
-"""GET /metrics: Prometheus text, figures that follow what the service did."""
+"""GET /metrics: Prometheus text for the holder of the metrics token, figures that follow
+what the service did, and scrapes that cost the database little."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 
-from tests.conftest import is_terminal, poll_job
+from api.main import create_app
+from scenecap.core.settings import Settings
+from tests.api.test_categories import assert_error
+from tests.conftest import is_terminal, poll_job, serve_app
 
 pytestmark = pytest.mark.usefixtures("worker")
+TOKEN = "metrics-token-0123456789"
+SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def metrics_url(settings: Settings, database: str) -> Iterator[str]:
+    """An API whose scrapes are never reused, so figures can be compared job by job."""
+    app = create_app(
+        settings.model_copy(update={"metrics_token": TOKEN, "metrics_cache_seconds": 0})
+    )
+    with serve_app(app) as url:
+        yield url
 
 
 def scrape(api_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = httpx.get(f"{api_url}/metrics")
+    response = httpx.get(f"{api_url}/metrics", headers=SCRAPER)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -24,9 +42,48 @@ def scrape(api_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
     }
 
 
+class TestAccess:
+    def test_scrapes_need_the_metrics_token(self, metrics_url: str, new_key: Any) -> None:
+        assert_error(httpx.get(f"{metrics_url}/metrics"), 401, "UNAUTHENTICATED")
+        wrong = httpx.get(f"{metrics_url}/metrics", headers={"Authorization": "Bearer nope"})
+        assert_error(wrong, 401, "UNAUTHENTICATED")
+        an_api_key = {"Authorization": f"Bearer {new_key()}"}
+        assert_error(
+            httpx.get(f"{metrics_url}/metrics", headers=an_api_key), 401, "UNAUTHENTICATED"
+        )
+        assert httpx.get(f"{metrics_url}/metrics", headers=SCRAPER).status_code == 200
+
+    def test_production_without_a_token_refuses_every_scrape(self, settings: Settings) -> None:
+        production = settings.model_copy(
+            update={"environment": "production", "allow_private_urls": False}
+        )
+        with serve_app(create_app(production)) as url:
+            refused = assert_error(httpx.get(f"{url}/metrics"), 401, "UNAUTHENTICATED")
+        assert "SCENECAP_METRICS_TOKEN" in refused["message"]
+
+    def test_a_scrape_is_reused_for_the_cache_period(self, settings: Settings) -> None:
+        cached = settings.model_copy(update={"metrics_token": TOKEN, "metrics_cache_seconds": 600})
+        app = create_app(cached)
+        statements: list[str] = []
+        event.listen(
+            app.state.engine,
+            "before_cursor_execute",
+            lambda _conn, _cursor, statement, *_rest: statements.append(statement),
+        )
+        with serve_app(app) as url:
+            texts = [httpx.get(f"{url}/metrics", headers=SCRAPER).text for _ in range(5)]
+        assert len(set(texts)) == 1
+        first_scrape = len(statements)
+        assert first_scrape > 0
+        with serve_app(app) as url:
+            httpx.get(f"{url}/metrics", headers=SCRAPER)
+        assert len(statements) == first_scrape, "the cached text was rendered again"
+
+
 def test_metrics_count_jobs_frames_and_tokens(
-    api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+    metrics_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
 ) -> None:
+    api_url = metrics_url
     before = scrape(api_url)
     completed = (("kind", "categories"), ("status", "COMPLETED"))
     job_id = client.post(
@@ -44,8 +101,9 @@ def test_metrics_count_jobs_frames_and_tokens(
 
 
 def test_metrics_report_stage_durations_vision_latency_and_retries(
-    api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+    metrics_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
 ) -> None:
+    api_url = metrics_url
     before = scrape(api_url)
     fake_vlm.fail_next = 2  # two 500s, each retried by the backend
     job_id = client.post(

@@ -19,8 +19,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from db import jobs as job_repo
 from db.keys import create_key
-from db.webhooks import events_for_job, pending_event_ids
-from scenecap.signing import signature_header
+from db.session import Message, make_session_factory
+from db.webhooks import events_for_job
+from scenecap.core.signing import signature_header
+from scenecap.core.tasks import DELIVER_WEBHOOK
 from tests.api.test_categories import assert_error
 from tests.conftest import client_for, is_terminal, poll_job, serve_http, wait_for
 from worker.webhooks import deliver_event
@@ -262,14 +264,16 @@ class TestRetries:
                 status="PENDING",
             )
             job_repo.cancel_job(session, job.id)
-            [event_id] = pending_event_ids(session, job.id)
+            [(event, _none)] = events_for_job(session, job.id)
         strict = settings.model_copy(update={"allow_private_urls": False})
-        queued: list[uuid.UUID] = []
-        deliver_event(event_id, session_factory, strict, lambda e, _delay: queued.append(e))
+        queued: list[Message] = []
+        capturing = make_session_factory(session_factory.kw["bind"], queued.append)
+        deliver_event(event.id, capturing, strict)
         with session_factory() as session:
             [(event, attempts)] = events_for_job(session, job.id)
         assert attempts[0].error.startswith("URL_NOT_ALLOWED") and attempts[0].status_code is None
-        assert event.status == "pending" and queued == [event_id]
+        assert event.status == "pending"
+        assert [(m.task, m.args) for m in queued] == [(DELIVER_WEBHOOK, (str(event.id),))]
         assert not receiver.at(path)
 
     def test_redirects_are_failures_not_followed(

@@ -6,14 +6,15 @@ import json
 import os
 import pty
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-SCENECAP = [sys.executable, "-m", "scenecap.cli"]
+from tests.conftest import SCENECAP as SCENECAP_SCRIPT
+
+SCENECAP = [SCENECAP_SCRIPT]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

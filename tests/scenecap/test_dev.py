@@ -6,8 +6,9 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import SCENECAP
 
 
 def free_port() -> int:
@@ -20,7 +21,7 @@ def test_demo_completes_a_job_with_no_external_services(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
     env["HOME"] = str(tmp_path)  # embedded storage lives under ~/.scenecap
     result = subprocess.run(
-        [sys.executable, "-m", "scenecap.cli", "demo", "--port", str(free_port())],
+        [SCENECAP, "demo", "--port", str(free_port())],
         env=env,
         capture_output=True,
         text=True,

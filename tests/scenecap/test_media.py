@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from scenecap.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
-from scenecap.media import claimed_image_size, decode_data_uri, sniff_media
+from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
+from scenecap.core.media import claimed_image_size, decode_data_uri, sniff_media
 
 
 @pytest.mark.parametrize(

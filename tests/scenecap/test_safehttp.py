@@ -8,14 +8,14 @@ import ipaddress
 import httpx
 import pytest
 
-from scenecap.errors import (
+from scenecap.core.errors import (
     MediaTooLarge,
     MediaUnreachable,
     UnsupportedUrlScheme,
     UrlNotAllowed,
     UrlRejected,
 )
-from scenecap.safehttp import SafeHttpClient, UrlPolicy, is_public_address
+from scenecap.core.safehttp import SafeHttpClient, UrlPolicy, is_public_address
 
 BLOCKED = [
     "127.0.0.1",

@@ -16,10 +16,11 @@ import redis
 
 from db import jobs as job_repo
 from db.keys import create_key
-from scenecap.settings import Settings
+from db.session import enqueue
+from scenecap.core.settings import Settings
+from scenecap.core.tasks import PROCESS_JOB
 from tests.conftest import wait_for
 from tests.isolated import IsolatedStack, isolated_stack
-from worker.submit import JobQueue
 
 
 class PrivateRedis:
@@ -78,7 +79,6 @@ def test_jobs_survive_a_redis_restart_that_lost_every_message(
 ) -> None:
     fake_vlm.delay = 0.3
     stack.start_worker()
-    queue = JobQueue(stack.settings)
     job_ids: list[uuid.UUID] = []
     with stack.session_factory.begin() as session:
         key, _plaintext = create_key(session, "broker")
@@ -92,8 +92,7 @@ def test_jobs_survive_a_redis_restart_that_lost_every_message(
                 max_frames=4,
             )
             job_ids.append(job.id)
-    for job_id in job_ids:
-        queue.enqueue_job(job_id)
+            enqueue(session, PROCESS_JOB, str(job.id))
     wait_for(
         lambda: any(stack.job(j).status == "PROCESSING" for j in job_ids),
         timeout=60,

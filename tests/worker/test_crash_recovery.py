@@ -20,7 +20,7 @@ import pytest
 
 from db import jobs as job_repo
 from db.keys import create_key
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from tests.conftest import serve_http, wait_for
 from tests.isolated import IsolatedStack, isolated_stack
 

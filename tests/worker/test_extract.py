@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenecap.errors import MediaUnreadable
-from scenecap.sample import SampleScene, write_sample_video
+from scenecap.cli.sample import SampleScene, write_sample_video
+from scenecap.core.errors import MediaUnreadable
 from tests.clips import barcode_clip, flat, read_barcode, write_frames
-from worker.pipeline.extract import extract_frames, image_tokens, smart_resize
+from worker.pipeline.extract import ExtractOptions, extract_frames, image_tokens, smart_resize
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, Timeline, probe_media, read_timeline
 
@@ -92,10 +92,8 @@ class TestFramesAreExact:
             extract_frames(
                 clip,
                 plan,
-                max_pixels=MAX_PIXELS,
-                policy=policy,
-                timeline=timeline,  # type: ignore[arg-type]
-                decoders=decoders,
+                ExtractOptions(max_pixels=MAX_PIXELS, policy=policy, decoders=decoders),  # type: ignore[arg-type]
+                timeline=timeline,
             )
         )
         assert sorted(f.planned.index for f in extracted) == [p.index for p in plan]
@@ -115,7 +113,9 @@ class TestFramesAreExact:
     def test_planned_times_that_share_a_frame_get_that_frame(self, tmp_path: Path) -> None:
         clip = barcode_clip(tmp_path / "slow.mp4", [i / 2 for i in range(8)], gop=4)
         plan = [PlannedFrame(i, t) for i, t in enumerate([0.1, 0.3, 0.6, 0.9, 3.2, 3.4])]
-        extracted = list(extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy="exact"))
+        extracted = list(
+            extract_frames(clip, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy="exact"))
+        )
         assert [read_barcode(decoded(f.jpeg)) for f in extracted] == [0, 0, 1, 1, 6, 6]
         assert [f.timestamp for f in extracted] == [0.0, 0.0, 0.5, 0.5, 3.0, 3.0]
 
@@ -132,7 +132,9 @@ class TestFramesAreExact:
         assert probe_media(clip, Limits(3600, 10**8)).frame_count == 240 - 39, "shown frames"
         plan = [PlannedFrame(k, k / 30 + 1 / 60) for k in range(0, 200, 7)]
         for policy in ("exact", "keyframe"):
-            for frame in extract_frames(clip, plan, max_pixels=MAX_PIXELS, policy=policy):  # type: ignore[arg-type]
+            for frame in extract_frames(
+                clip, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy=policy)
+            ):  # type: ignore[arg-type]
                 shown = read_barcode(decoded(frame.jpeg))
                 assert shown == 39 + round(frame.timestamp * 30), (policy, frame.timestamp)
                 if policy == "exact":
@@ -141,7 +143,9 @@ class TestFramesAreExact:
     def test_anamorphic_video_is_shown_at_its_display_aspect(self, tmp_path: Path) -> None:
         frames = [(i / 30, flat("red", 160, 180)) for i in range(10)]
         clip = write_frames(tmp_path / "wide.mp4", frames, pixel_aspect=Fraction(2, 1))
-        [frame] = extract_frames(clip, [PlannedFrame(0, 0.1)], max_pixels=MAX_PIXELS)
+        [frame] = extract_frames(
+            clip, [PlannedFrame(0, 0.1)], ExtractOptions(max_pixels=MAX_PIXELS)
+        )
         assert frame.width / frame.height == pytest.approx(320 / 180, abs=0.1)
 
 
@@ -158,21 +162,19 @@ class TestDecoders:
                 extract_frames(
                     tmp_path / "gone.mp4",
                     plan_even(10.0, 17, 0.5),
-                    max_pixels=MAX_PIXELS,
-                    policy="exact",
+                    ExtractOptions(max_pixels=MAX_PIXELS, policy="exact", decoders=3),
                     timeline=timeline,
-                    decoders=3,
                 )
             )
         assert threading.active_count() == before
 
     def test_nothing_planned_decodes_nothing(self, gop_video: Path) -> None:
-        assert list(extract_frames(gop_video, [], max_pixels=MAX_PIXELS)) == []
+        assert list(extract_frames(gop_video, [], ExtractOptions(max_pixels=MAX_PIXELS))) == []
 
     def test_a_consumer_that_stops_early_leaves_no_decoder_running(self, gop_video: Path) -> None:
         before = threading.active_count()
         frames = extract_frames(
-            gop_video, plan_even(10.0, 17, 0.5), max_pixels=MAX_PIXELS, decoders=3
+            gop_video, plan_even(10.0, 17, 0.5), ExtractOptions(max_pixels=MAX_PIXELS, decoders=3)
         )
         first = next(frames)
         frames.close()
@@ -187,7 +189,9 @@ class TestExtract:
     ) -> None:
         reference = sequential_frames(gop_video)
         plan = plan_even(10.0, 17, 0.5)
-        extracted = list(extract_frames(gop_video, plan, max_pixels=MAX_PIXELS, policy=policy))  # type: ignore[arg-type]
+        extracted = list(
+            extract_frames(gop_video, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy=policy))
+        )  # type: ignore[arg-type]
         assert [f.planned.index for f in extracted] == [p.index for p in plan]
         for frame in extracted:
             assert any(abs(t - frame.timestamp) < 1e-3 for t, _ in reference), "not a real PTS"
@@ -200,7 +204,9 @@ class TestExtract:
     ) -> None:
         reference = sequential_frames(gop_video)
         plan = plan_even(10.0, 17, 0.5)
-        for frame in extract_frames(gop_video, plan, max_pixels=MAX_PIXELS, policy="exact"):
+        for frame in extract_frames(
+            gop_video, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy="exact")
+        ):
             assert frame.timestamp == pytest.approx(
                 on_screen(reference, frame.planned.time)[0], abs=1e-3
             )
@@ -209,14 +215,18 @@ class TestExtract:
         plan = plan_even(10.0, 10, 0.5)
         keyframes = read_timeline(gop_video).keyframes
         for frame in extract_frames(
-            gop_video, plan, max_pixels=MAX_PIXELS, policy="keyframe", tolerance=0.25
+            gop_video,
+            plan,
+            ExtractOptions(max_pixels=MAX_PIXELS, policy="keyframe", tolerance=0.25),
         ):
             took_keyframe = any(abs(frame.timestamp - k) < 1e-3 for k in keyframes)
             assert abs(frame.timestamp - frame.planned.time) <= 0.25 + 1e-3 or not took_keyframe
             assert abs(frame.timestamp - frame.planned.time) < 1 / 30 + 0.25 + 1e-3
 
     def test_frames_fit_the_pixel_budget(self, gop_video: Path) -> None:
-        for frame in extract_frames(gop_video, [PlannedFrame(0, 1.0)], max_pixels=28 * 28 * 16):
+        for frame in extract_frames(
+            gop_video, [PlannedFrame(0, 1.0)], ExtractOptions(max_pixels=28 * 28 * 16)
+        ):
             assert frame.width * frame.height <= 28 * 28 * 16
             assert frame.width % 28 == 0 and frame.height % 28 == 0
             assert decoded(frame.jpeg).shape[:2] == (frame.height, frame.width)
@@ -225,7 +235,9 @@ class TestExtract:
         path = write_sample_video(
             tmp_path / "rotated.mp4", [SampleScene("red", 1.0)], width=320, height=180, rotation=90
         )
-        [frame] = extract_frames(path, [PlannedFrame(0, 0.5)], max_pixels=MAX_PIXELS)
+        [frame] = extract_frames(
+            path, [PlannedFrame(0, 0.5)], ExtractOptions(max_pixels=MAX_PIXELS)
+        )
         assert frame.height > frame.width, "a 90° display matrix shows the 320x180 frame portrait"
 
     def test_truncated_file_is_unreadable(self, tmp_path: Path, gop_video: Path) -> None:

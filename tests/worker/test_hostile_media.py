@@ -16,7 +16,7 @@ import httpx
 import imageio_ffmpeg
 import pytest
 
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from tests.clips import audio_only
 from tests.conftest import is_terminal, poll_job, serve_http
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from db import jobs as job_repo
-from db.models import utcnow
-from scenecap.sample import DEFAULT_SCENES, cut_times
-from scenecap.settings import Settings
+from scenecap.cli.sample import DEFAULT_SCENES, cut_times
+from scenecap.core.enums import utcnow
+from scenecap.core.settings import Settings
 from tests.conftest import is_terminal, poll_job, wait_for
 from worker.pipeline.plan import frame_count, plan_even
 

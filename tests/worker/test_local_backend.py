@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from scenecap.sample import PALETTE
+from scenecap.cli.sample import PALETTE
 from worker.vision.base import CaptionRequest, FrameImage
 from worker.vision.local import LocalBackend, colour_name
 

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from worker.pipeline.plan import Scene, frame_count, plan_even, plan_scenes
 
 durations = st.floats(min_value=0.05, max_value=4 * 3600, allow_nan=False)

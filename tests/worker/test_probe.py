@@ -8,17 +8,17 @@ from pathlib import Path
 import cv2
 import pytest
 
-from scenecap.errors import (
+from scenecap.cli.sample import SampleScene, write_sample_video
+from scenecap.core.errors import (
     DurationTooLong,
     MediaUnreadable,
     NoVideoStream,
     ResolutionTooLarge,
     UnsupportedMedia,
 )
-from scenecap.media import sniff_media
-from scenecap.sample import SampleScene, write_sample_video
+from scenecap.core.media import sniff_media
 from tests.clips import audio_only, constant_clip, flat, gif_image, vfr_cut_clip, write_frames
-from worker.pipeline.extract import extract_frames
+from worker.pipeline.extract import ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Limits, probe_media
 
@@ -99,7 +99,7 @@ class TestImages:
         assert sniff_media(path.read_bytes()[:64]).kind == "image"
         info = probe_media(path, GENEROUS, is_image=True)
         assert (info.width, info.height) == (160, 120)
-        [frame] = extract_frames(path, [PlannedFrame(0, 0.0)], max_pixels=602112)
+        [frame] = extract_frames(path, [PlannedFrame(0, 0.0)], ExtractOptions(max_pixels=602112))
         image = cv2.imdecode(__import__("numpy").frombuffer(frame.jpeg, "uint8"), cv2.IMREAD_COLOR)
         assert abs(int(image[60, 80, 1]) - 180) < 20, "the green channel survives the round trip"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scenecap.sample import DEFAULT_SCENES, SampleScene, cut_times, write_sample_video
+from scenecap.cli.sample import DEFAULT_SCENES, SampleScene, cut_times, write_sample_video
 from tests.clips import constant_clip, fade_clip, vfr_cut_clip
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.scenes import detect_scenes

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from scenecap.errors import MediaUnreadable
+from scenecap.core.errors import MediaUnreadable
 from worker.pipeline.probe import Clock, Timeline
 
 _EPSILON = 1e-6  # seconds: times closer than this are the same frame

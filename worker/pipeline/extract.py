@@ -26,10 +26,12 @@ import av
 import cv2
 import numpy as np
 
-from scenecap.errors import MediaUnreadable
+from scenecap.core.errors import MediaUnreadable
+from scenecap.core.settings import Settings
 from worker.pipeline.cursor import FrameCursor
 from worker.pipeline.plan import PlannedFrame
-from worker.pipeline.probe import Timeline, pixel_aspect, read_timeline
+from worker.pipeline.probe import Timeline, pixel_aspect, read_timeline, unreadable
+from worker.pipeline.sandbox import Codec
 
 ExtractPolicy = Literal["exact", "keyframe"]
 # One decoder per CPU, but no more than four: each holds its own reference frames (up to
@@ -49,6 +51,66 @@ class ExtractedFrame:
     width: int
     height: int
     thumbnail: bytes
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How frames are taken and encoded: the same for categories jobs and completions."""
+
+    max_pixels: int
+    jpeg_quality: int = 85
+    policy: ExtractPolicy = "keyframe"
+    tolerance: float | None = None  # None: a quarter of the spacing between planned frames
+    decoders: int | None = None  # None: one per CPU, at most four
+
+    @classmethod
+    def of(cls, settings: Settings) -> ExtractOptions:
+        return cls(
+            max_pixels=settings.frame_max_pixels,
+            jpeg_quality=settings.jpeg_quality,
+            policy=settings.extract_policy,
+            tolerance=settings.keyframe_tolerance_seconds,
+            decoders=settings.extract_decoders,
+        )
+
+
+def _frames_to_wire(frames: list[ExtractedFrame]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    described = [
+        {
+            "planned": [
+                f.planned.index,
+                f.planned.time,
+                f.planned.scene_start,
+                f.planned.scene_end,
+            ],
+            "timestamp": f.timestamp,
+            "size": [f.width, f.height],
+        }
+        for f in frames
+    ]
+    return described, [blob for f in frames for blob in (f.jpeg, f.thumbnail)]
+
+
+def _frames_from_wire(described: list[dict[str, Any]], blobs: list[bytes]) -> list[ExtractedFrame]:
+    if len(blobs) != 2 * len(described):
+        raise ValueError("a frame without its images")
+    return [
+        ExtractedFrame(
+            PlannedFrame(
+                int(d["planned"][0]), float(d["planned"][1]), d["planned"][2], d["planned"][3]
+            ),
+            float(d["timestamp"]),
+            blobs[2 * i],
+            int(d["size"][0]),
+            int(d["size"][1]),
+            blobs[2 * i + 1],
+        )
+        for i, d in enumerate(described)
+    ]
+
+
+# Extracted frames cross the decode sandbox's pipe as plain data and their JPEG bytes.
+FRAMES: Codec[list[ExtractedFrame]] = Codec(_frames_to_wire, _frames_from_wire)
 
 
 @dataclass(frozen=True)
@@ -90,37 +152,32 @@ def image_tokens(height: int, width: int) -> int:
 def extract_frames(
     path: Path,
     plan: list[PlannedFrame],
-    *,
-    max_pixels: int,
-    jpeg_quality: int = 85,
-    policy: ExtractPolicy = "keyframe",
-    tolerance: float | None = None,
+    options: ExtractOptions,
     timeline: Timeline | None = None,
-    decoders: int | None = None,
 ) -> Iterator[ExtractedFrame]:
-    """Yield one ExtractedFrame per planned frame, in time order.
-
-    `timeline` (from the probe) saves a demux pass; tolerance defaults to a quarter of the
-    spacing between planned frames; `decoders` defaults to one per CPU (at most four).
-    """
+    """Yield one ExtractedFrame per planned frame, in time order (`timeline`, from the probe,
+    saves a demux pass)."""
     try:
         timeline = timeline or read_timeline(path)
         if not timeline.times:
             raise MediaUnreadable("the video has no frames")
         ordered = sorted(plan, key=lambda p: p.time)
+        tolerance = options.tolerance
         if tolerance is None:
             tolerance = _default_tolerance(ordered)
-        times = [_target(timeline, planned, policy, tolerance) for planned in ordered]
+        times = [_target(timeline, planned, options.policy, tolerance) for planned in ordered]
 
         def encode(index: int, frame: Any, timestamp: float, aspect: Fraction) -> ExtractedFrame:
-            return _encode(ordered[index], frame, timestamp, aspect, max_pixels, jpeg_quality)
+            return _encode(
+                ordered[index], frame, timestamp, aspect, options.max_pixels, options.jpeg_quality
+            )
 
         groups = _groups(timeline, times)
         if groups:  # Nothing planned (a resumed job with every frame captioned): no decoder.
-            lanes = min(decoders or DEFAULT_DECODERS, len(groups))
+            lanes = min(options.decoders or DEFAULT_DECODERS, len(groups))
             yield from _decode_in_lanes(path, timeline, groups, lanes, encode)
     except av.FFmpegError as exc:
-        raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
+        raise unreadable(exc, "the video could not be decoded") from exc
 
 
 def _groups(timeline: Timeline, times: list[float]) -> list[_Group]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenecap.errors import MediaUnreachable
-from scenecap.media import SNIFF_BYTES, SniffedType, sniff_media
-from scenecap.safehttp import SafeHttpClient, UrlPolicy
-from scenecap.settings import Settings
+from scenecap.core.errors import MediaUnreachable
+from scenecap.core.media import SNIFF_BYTES, SniffedType, sniff_media
+from scenecap.core.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.core.settings import Settings
 
 
 def fetch_media(

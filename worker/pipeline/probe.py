@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import statistics
+from array import array
 from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 
 import av
 
-from scenecap.errors import DurationTooLong, MediaUnreadable, NoVideoStream, ResolutionTooLarge
-from scenecap.media import claimed_image_size
+from scenecap.core.errors import DurationTooLong, MediaUnreadable, NoVideoStream, ResolutionTooLarge
+from scenecap.core.media import claimed_image_size
+from scenecap.core.settings import Settings
+from worker.pipeline.sandbox import Codec
 
 _EPSILON = 1e-6
 # A JPEG's size may sit after large EXIF or ICC segments.
@@ -66,11 +69,60 @@ class MediaInfo:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
 
+    def to_wire(self) -> tuple[dict[str, Any], list[bytes]]:
+        """Plain data and raw arrays, to cross the decode sandbox's pipe (no pickles)."""
+        timeline = self.timeline
+        value = {"info": self.as_dict(), "timeline": None}
+        if timeline is None:
+            return value, []
+        value["timeline"] = {"end": timeline.end, "complete": timeline.complete}
+        return value, [
+            array("d", timeline.times).tobytes(),
+            array("d", timeline.keyframes).tobytes(),
+        ]
+
+    @classmethod
+    def from_wire(cls, value: dict[str, Any], blobs: list[bytes]) -> MediaInfo:
+        info = value["info"]
+        timeline = None
+        if value["timeline"] is not None:
+            times, keyframes = (array("d", blob).tolist() for blob in blobs)
+            timeline = Timeline(
+                times,
+                keyframes,
+                float(value["timeline"]["end"]),
+                bool(value["timeline"]["complete"]),
+            )
+        return cls(
+            duration=float(info["duration"]),
+            width=int(info["width"]),
+            height=int(info["height"]),
+            fps=float(info["fps"]),
+            frame_count=int(info["frame_count"]),
+            variable_fps=bool(info["variable_fps"]),
+            rotation=int(info["rotation"]),
+            codec=str(info["codec"]),
+            has_audio=bool(info["has_audio"]),
+            timeline=timeline,
+        )
+
+
+MEDIA_INFO = Codec(MediaInfo.to_wire, MediaInfo.from_wire)
+
 
 @dataclass(frozen=True)
 class Limits:
     max_duration_seconds: float
     max_input_pixels: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_duration_seconds, settings.max_input_pixels)
+
+
+def unreadable(exc: av.FFmpegError, what: str = "the media could not be read") -> MediaUnreadable:
+    """FFmpeg's reason, without the file name it adds: a path of ours is no business of users."""
+    return MediaUnreadable(f"{what}: {exc.strerror or type(exc).__name__}")
 
 
 def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaInfo:
@@ -123,8 +175,10 @@ def probe_media(path: Path, limits: Limits, *, is_image: bool = False) -> MediaI
                 has_audio=bool(container.streams.audio),
                 timeline=timeline,
             )
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise MediaUnreadable(f"the media could not be read: {exc}") from exc
+    except av.FFmpegError as exc:
+        raise unreadable(exc) from exc
+    except UnicodeDecodeError as exc:
+        raise MediaUnreadable("the media's metadata could not be read") from exc
 
 
 def read_timeline(path: Path) -> Timeline:
@@ -133,7 +187,7 @@ def read_timeline(path: Path) -> Timeline:
         with av.open(str(path)) as container:
             return _scan(container, container.streams.video[0])
     except av.FFmpegError as exc:
-        raise MediaUnreadable(f"the media could not be read: {exc}") from exc
+        raise unreadable(exc) from exc
 
 
 def pixel_aspect(stream: Any) -> Fraction:

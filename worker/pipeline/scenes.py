@@ -20,8 +20,9 @@ from scenedetect import AdaptiveDetector, ContentDetector
 from scenedetect.common import FrameTimecode, Timecode
 from scenedetect.detector import SceneDetector
 
-from scenecap.errors import MediaUnreadable
 from worker.pipeline.plan import Scene
+from worker.pipeline.probe import unreadable
+from worker.pipeline.sandbox import Codec
 
 DetectorName = Literal["content", "adaptive"]
 DETECT_WIDTH = 256
@@ -88,8 +89,15 @@ def detect_scenes(
                 if on_progress is not None and duration > 0:
                     on_progress(min(1.0, last.seconds / duration))
     except av.FFmpegError as exc:
-        raise MediaUnreadable(f"the video could not be decoded: {exc}") from exc
+        raise unreadable(exc, "the video could not be decoded") from exc
     if last is not None:
         cuts += [c.seconds for c in scene_detector.post_process(last)]
     bounds = [0.0, *sorted(c for c in cuts if 0 < c < duration), duration]
     return [Scene(round(a, 3), round(b, 3)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+# Scenes cross the decode sandbox's pipe as [start, end] pairs.
+SCENES: Codec[list[Scene]] = Codec(
+    lambda scenes: ([[s.start, s.end] for s in scenes], []),
+    lambda pairs, _blobs: [Scene(float(a), float(b)) for a, b in pairs],
+)

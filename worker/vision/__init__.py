@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 from worker.vision.base import VisionBackend
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from scenecap.errors import MediaUnreadable
+from scenecap.core.errors import MediaUnreadable
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,

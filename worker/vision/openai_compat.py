@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from scenecap.errors import VisionBackendUnavailable
-from scenecap.settings import Settings
+from scenecap.core.errors import VisionBackendUnavailable
+from scenecap.core.settings import Settings
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,

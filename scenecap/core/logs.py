@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from scenecap.settings import Settings
+from scenecap.core.settings import Settings
 
 current_job_id: ContextVar[str | None] = ContextVar("scenecap_job_id", default=None)
 # Celery's own layout, so its readers (and ours: the tests grep "ERROR/") keep working.

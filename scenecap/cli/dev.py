@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,16 +23,21 @@ from typing import Any
 
 import httpx
 
-from scenecap.cli import issue_key
-from scenecap.settings import get_settings
+from scenecap.cli.keys import issue_key
+from scenecap.core.settings import get_settings
 
+# The children run this installation's own `scenecap` command.
+SCENECAP = [sys.executable, "-m", "scenecap.cli.main"]
 # Dev may fetch media from 127.0.0.1 (the demo serves its sample there); production may not.
 _DEV_DEFAULTS = {"SCENECAP_ALLOW_PRIVATE_URLS": "true", "SCENECAP_ENVIRONMENT": "development"}
 
 
 @contextmanager
-def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
-    """Start migrated storage, a worker and the API; yield (base URL, a fresh API key)."""
+def dev_stack(
+    host: str, port: int
+) -> Iterator[tuple[str, str, dict[str, subprocess.Popen[bytes]]]]:
+    """Start migrated storage, a worker and the API; yield the base URL, a fresh API key and
+    the two child processes."""
     for name, value in _DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     get_settings.cache_clear()
@@ -40,7 +46,7 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
     from db.migrate import upgrade
 
     upgrade(settings.database_url)
-    key, _secret = issue_key("dev")
+    key, _secret = issue_key(settings.database_url, "dev")
     home = Path(settings.embedded_broker_dir).parent
     home.mkdir(parents=True, exist_ok=True)
     # Child output goes to a log file: the terminal (and `demo`'s JSON on stdout) stays clean.
@@ -49,26 +55,12 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
         worker_command(home / "beat-schedule", concurrency=1), stdout=log, stderr=log
     )
     api = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--log-level",
-            "info",
-        ],
-        stdout=log,
-        stderr=log,
+        [*SCENECAP, "api", "--host", host, "--port", str(port)], stdout=log, stderr=log
     )
     base_url = f"http://{host}:{port}"
     try:
         _wait_until_healthy(base_url, api)
-        yield base_url, key
+        yield base_url, key, {"API": api, "worker": worker}
     finally:
         log.close()
         for process in (api, worker):
@@ -81,36 +73,43 @@ def dev_stack(host: str, port: int) -> Iterator[tuple[str, str]]:
 
 
 def worker_command(beat_schedule: Path, *, concurrency: int) -> list[str]:
-    """A Celery worker on both queues with beat in-process (one machine, no separate beat)."""
+    """`scenecap worker` on both queues with beat in-process (one machine, no separate beat)."""
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        *SCENECAP, "worker", "--queues", "media,webhooks", "--concurrency", str(concurrency),
         "--beat", "--schedule", str(beat_schedule),
-        "--queues", "media,webhooks", "--concurrency", str(concurrency), "--loglevel", "INFO",
     ]  # fmt: skip
 
 
 def run_dev(host: str, port: int) -> int:
-    """Run until interrupted, after printing where the API is and a key to use."""
-    with dev_stack(host, port) as (base_url, key):
+    """Run until Ctrl-C or SIGTERM (then stop both children), after printing where the API
+    is and a key to use; exit 1 if a child dies on its own."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    with dev_stack(host, port) as (base_url, key, children):
         print(f"scenecap is running at {base_url}  (API docs: {base_url}/docs)")
         print(f"API key: {key}")
         print(f"Try: curl -H 'Authorization: Bearer {key}' {base_url}/v2/media/categories")
-        print(f"Logs: {get_settings().embedded_broker_dir.parent / 'dev.log'}")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
+        print(f"Logs: {get_settings().embedded_broker_dir.parent / 'dev.log'}", flush=True)
+        while not stop.wait(1.0):
+            exited = [name for name, child in children.items() if child.poll() is not None]
+            if exited:
+                print(f"scenecap: error: the {exited[0]} exited; see the log", file=sys.stderr)
+                return 1
+        print("stopping", flush=True)
     return 0
 
 
 def run_demo(port: int) -> int:
     """Analyse a generated sample video end to end and print the finished job as JSON."""
-    from scenecap.sample import write_sample_video
+    from scenecap.cli.sample import write_sample_video
 
     with tempfile.TemporaryDirectory(prefix="scenecap-demo-") as folder:
         write_sample_video(Path(folder) / "sample.mp4")
-        with _serve_folder(folder) as media_base, dev_stack("127.0.0.1", port) as (base_url, key):
+        with (
+            _serve_folder(folder) as media_base,
+            dev_stack("127.0.0.1", port) as (base_url, key, _children),
+        ):
             job = _submit_and_wait(base_url, key, f"{media_base}/sample.mp4")
     print(json.dumps(job, indent=2))
     return 0 if job["status"] == "COMPLETED" else 1

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from scenecap.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
+from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
 
 MediaKind = Literal["video", "image"]
 SNIFF_BYTES = 4096

@@ -13,48 +13,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from api.schemas import JobOut
 from db import frames, jobs
 from db.keys import create_key
 from db.migrate import upgrade
-from db.models import JobStage
 from db.session import make_engine, make_session_factory
-from scenecap.errors import MediaUnreachable, ScenecapError
-from scenecap.media import METADATA_TYPES, SNIFF_BYTES, sniff_media
-from scenecap.settings import Settings
+from scenecap.cli.output import ProgressBar, exit_code, fail, summary
+from scenecap.core.errors import MediaUnreachable, ScenecapError
+from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, sniff_media
+from scenecap.core.settings import Settings
 from worker.runner import Runtime, run_job
 from worker.vision import make_backend
-
-
-class ProgressBar:
-    """A bar redrawn in place on a terminal; plain lines (one per stage or 10%) otherwise."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.last: tuple[str, int] = ("", -100)
-
-    def __call__(self, stage: JobStage, percent: int) -> None:
-        label = stage.value.replace("_", " ")
-        if self.tty:
-            filled = self.WIDTH * percent // 100
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.stream.write(f"\r[{bar}] {percent:3d}%  {label:<18}")
-        elif stage.value != self.last[0] or percent - self.last[1] >= 10:
-            self.stream.write(f"{percent:3d}%  {label}\n")
-        else:
-            return
-        self.last = (stage.value, percent)
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def media_url_for(target: str) -> tuple[str, str]:
@@ -106,7 +77,6 @@ def analyze(
             backend=backend,
             worker_id="analyze",
             loop=loop,
-            enqueue_webhook=lambda _event, _delay: None,
             progress_listener=progress,
             local_files=True,
         )
@@ -133,38 +103,6 @@ def _job(session_factory: Any, job_id: uuid.UUID) -> dict[str, Any]:
     return view.model_dump(mode="json")
 
 
-def summary(job: dict[str, Any]) -> str:
-    """The readable form of a finished job."""
-    media = job.get("media") or {}
-    lines = [
-        f"{job['media_url']}",
-        f"  {media.get('duration', 0):.1f} s, {media.get('width')}x{media.get('height')}, "
-        f"{media.get('fps', 0):.2f} fps, {media.get('codec', '?')}",
-    ]
-    results = job.get("results") or {}
-    if results.get("description"):
-        lines += ["", results["description"]]
-    for name in job["metadata"]:
-        entries = results.get(name) or []
-        if entries:
-            top = ", ".join(f"{e['name']} ({e['count']})" for e in entries[:8])
-            lines.append(f"  {name}: {top}")
-    lines.append("")
-    for frame in results.get("frames", []):
-        scene = (
-            f" [scene {frame['scene_start']:.2f}-{frame['scene_end']:.2f}]"
-            if frame.get("scene_start") is not None
-            else ""
-        )
-        lines.append(f"  {frame['timestamp']:8.3f} s{scene}  {frame['caption']}")
-    timings = job.get("timings") or {}
-    lines += [
-        "",
-        "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in timings.items()),
-    ]
-    return "\n".join(lines)
-
-
 def run_analyze(
     target: str, settings: Settings, *, use_scenes: bool, as_json: bool, max_frames: int
 ) -> int:
@@ -178,20 +116,9 @@ def run_analyze(
             progress=ProgressBar(sys.stderr),
         )
     except ScenecapError as exc:
-        print(f"scenecap: error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
+        return fail(exc.code, exc.message)
     if as_json:
         print(json.dumps(job, indent=2))
     elif job["status"] == "COMPLETED":
         print(summary(job))
     return exit_code(job)
-
-
-def exit_code(job: dict[str, Any]) -> int:
-    """0 for a completed job; else 1, after one line saying why it did not complete."""
-    if job["status"] == "COMPLETED":
-        return 0
-    error = job.get("error") or {}
-    reason = f"{error.get('code', job['status'])}: {error.get('message', '')}"
-    print(f"scenecap: error: {reason}", file=sys.stderr)
-    return 1

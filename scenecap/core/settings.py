@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     # "embedded" selects kombu's filesystem transport under DEV_HOME: no broker process needed.
     broker_url: str = "embedded"
     embedded_broker_dir: Path = DEV_HOME / "broker"
-    public_base_url: str = "http://127.0.0.1:8000"
     # "json": one JSON object per line (for log shippers), with the job id when there is one.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -76,6 +75,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(600, ge=0)
     # PENDING + PROCESSING jobs one key may have at once (0: no cap).
     max_active_jobs_per_key: int = Field(50, ge=0)
+    # How long an API process trusts a key lookup: a revoked key works at most this long.
+    key_cache_seconds: float = Field(1.0, ge=0, le=60)
+    # Bearer token for GET /metrics (production refuses scrapes while it is unset).
+    metrics_token: str | None = Field(None, min_length=16)
+    metrics_cache_seconds: float = Field(5.0, ge=0)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     # Seconds before each attempt (Svix's schedule): now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -92,6 +96,12 @@ class Settings(BaseSettings):
     def _schedule_is_numbers(cls, value: str) -> str:
         [float(part) for part in value.split(",")]
         return value
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker compose passes an unset variable as "" (`${SCENECAP_METRICS_TOKEN:-}`).
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 
-from scenecap.errors import (
+from scenecap.core.errors import (
     InvalidMediaUrl,
     MediaTooLarge,
     MediaUnreachable,

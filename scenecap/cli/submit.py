@@ -9,10 +9,10 @@ import sys
 import httpx
 
 from api.schemas import JobAccepted
-from db.models import JobStage
-from scenecap.analyze import ProgressBar, exit_code, summary
+from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.client import ScenecapClient
-from scenecap.errors import ScenecapError
+from scenecap.core.enums import JobStage
+from scenecap.core.errors import ScenecapError
 
 
 def run_submit(args: argparse.Namespace) -> int:
@@ -37,10 +37,8 @@ def run_submit(args: argparse.Namespace) -> int:
             bar.close()
             job = client.get(created.job_id).model_dump(mode="json")
     except ScenecapError as exc:
-        print(f"scenecap: error: {exc.code}: {exc.message}", file=sys.stderr)
-        return 1
+        return fail(exc.code, exc.message)
     except httpx.HTTPError as exc:
-        print(f"scenecap: error: cannot reach {args.api_url}: {exc}", file=sys.stderr)
-        return 1
+        return fail("SERVICE_UNREACHABLE", f"cannot reach {args.api_url}: {exc}")
     print(json.dumps(job, indent=2) if args.json else summary(job))
     return exit_code(job)

@@ -3,9 +3,11 @@
     ScenecapError (500 INTERNAL_ERROR)
     ├── MalformedJson (400) · ValidationFailed (422)
     ├── Unauthenticated (401)
-    ├── NotFound (404): JobNotFound, RouteNotFound
+    ├── NotFound (404): JobNotFound, KeyNotFound
     ├── MethodNotAllowed (405)
-    ├── Conflict (409): IdempotencyConflict, JobAlreadyFinished
+    ├── WaitTimeout (408, the client's own: a wait ran out)
+    ├── Conflict (409): IdempotencyConflict, JobAlreadyFinished, NoWebhookEvent,
+    │                  KeyAmbiguous
     ├── RequestTooLarge (413) · MediaTooLarge (413)
     ├── UnsupportedMedia (415)
     ├── RateLimited (429): TooManyActiveJobs
@@ -13,10 +15,13 @@
     ├── MediaRejected (422): MediaUnreadable, NoVideoStream, DurationTooLong, ResolutionTooLarge
     ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable
     ├── CompletionTimeout (504)
+    ├── WorkerLost (a job's error code only: its worker died on it too often)
     └── JobCancelled (not an HTTP error: the worker's signal to stop at a checkpoint)
 
 API handlers turn any of these into ``{"error": {"code", "message", "details"}}``; the worker
-stores ``code`` and ``message`` on the failed job.
+stores ``code`` and ``message`` on the failed job. Every class has a code of its own (the base
+classes' codes name the family), so a code names exactly one class: `error_for_code` rebuilds
+it, and a client can `except InvalidMediaUrl`.
 """
 
 from __future__ import annotations
@@ -56,12 +61,16 @@ class JobNotFound(NotFound):
     code = "JOB_NOT_FOUND"
 
 
-class RouteNotFound(NotFound):
-    code = "NOT_FOUND"
+class KeyNotFound(NotFound):
+    code = "KEY_NOT_FOUND"
 
 
 class MethodNotAllowed(ScenecapError):
     status_code, code = 405, "METHOD_NOT_ALLOWED"
+
+
+class WaitTimeout(ScenecapError):
+    status_code, code = 408, "WAIT_TIMEOUT"
 
 
 class Conflict(ScenecapError):
@@ -74,6 +83,14 @@ class IdempotencyConflict(Conflict):
 
 class JobAlreadyFinished(Conflict):
     code = "JOB_ALREADY_FINISHED"
+
+
+class NoWebhookEvent(Conflict):
+    code = "NO_WEBHOOK_EVENT"
+
+
+class KeyAmbiguous(Conflict):
+    code = "KEY_AMBIGUOUS"
 
 
 class RequestTooLarge(ScenecapError):
@@ -101,7 +118,7 @@ class TooManyActiveJobs(RateLimited):
 
 
 class UrlRejected(ScenecapError):
-    status_code, code = 422, "INVALID_MEDIA_URL"
+    status_code, code = 422, "URL_REJECTED"
 
 
 class InvalidMediaUrl(UrlRejected):
@@ -121,7 +138,7 @@ class MediaUnreachable(UrlRejected):
 
 
 class MediaRejected(ScenecapError):
-    status_code, code = 422, "MEDIA_UNREADABLE"
+    status_code, code = 422, "MEDIA_REJECTED"
 
 
 class MediaUnreadable(MediaRejected):
@@ -138,6 +155,12 @@ class DurationTooLong(MediaRejected):
 
 class ResolutionTooLarge(MediaRejected):
     code = "RESOLUTION_TOO_LARGE"
+
+
+class WorkerLost(ScenecapError):
+    """A job's worker died on it too many times (its media may kill the decoder)."""
+
+    code = "WORKER_LOST"
 
 
 class ServiceUnavailable(ScenecapError):
@@ -164,12 +187,27 @@ class JobCancelled(ScenecapError):
     code = "CANCELLED"
 
 
-def error_for_code(code: str, message: str) -> ScenecapError:
-    """Rebuild the error a stored code names (a failed job's), to answer with its status."""
-    pending: list[type[ScenecapError]] = [ScenecapError]
+def _all_error_classes() -> list[type[ScenecapError]]:
+    found, pending = [], [ScenecapError]
     while pending:
         cls = pending.pop()
-        if cls.code == code and cls.__dict__.get("code") == code:
-            return cls(message)
+        found.append(cls)
         pending.extend(cls.__subclasses__())
-    return ScenecapError(message)
+    return found
+
+
+def _by_code() -> dict[str, type[ScenecapError]]:
+    classes = _all_error_classes()
+    table = {cls.code: cls for cls in classes}
+    if len(table) != len(classes):
+        raise RuntimeError("two error classes share a code")
+    return table
+
+
+ERRORS_BY_CODE = _by_code()
+
+
+def error_for_code(code: str, message: str, details: dict[str, Any] | None = None) -> ScenecapError:
+    """Rebuild the error a code names (a failed job's, or an API error's); unknown codes give
+    the base class, which keeps the message."""
+    return ERRORS_BY_CODE.get(code, ScenecapError)(message, details)

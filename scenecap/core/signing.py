@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from scenecap.errors import ScenecapError
+from scenecap.core.errors import ScenecapError
 
 
 class WebhookVerificationError(ScenecapError):

@@ -1,0 +1,1 @@
+"""The `scenecap` command line: service processes, key management and local tools."""

@@ -1,0 +1,215 @@
+"""The `scenecap` command: run the service's processes and manage it (see the README)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from scenecap.cli.output import fail
+from scenecap.core.errors import ScenecapError
+from scenecap.core.settings import get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scenecap", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="the whole service on this machine, embedded defaults")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    demo = commands.add_parser(
+        "demo", help="start the embedded service, analyse a generated sample video, print it"
+    )
+    demo.add_argument("--port", type=int, default=8000)
+
+    api = commands.add_parser("api", help="the HTTP API (uvicorn)")
+    api.add_argument("--host", default="0.0.0.0")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+
+    worker = commands.add_parser("worker", help="a Celery worker")
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.add_argument("--queues", default="media,webhooks")
+    worker.add_argument("--beat", action="store_true", help="also run the scheduler in-process")
+    worker.add_argument("--events", action="store_true", help="send task events (for Flower)")
+    beat = commands.add_parser(
+        "beat", help="the scheduler for periodic work (job reaper, webhook outbox sweep)"
+    )
+    for scheduler in (worker, beat):
+        scheduler.add_argument(
+            "--schedule",
+            default=str(Path(tempfile.gettempdir()) / f"scenecap-beat-schedule-{os.getuid()}"),
+            help="the file where the scheduler keeps its last-run times (default: in $TMPDIR, "
+            "as the working directory may not be writable)",
+        )
+    commands.add_parser("migrate", help="alembic upgrade head on the configured database")
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="create an API key (printed once)")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true", help='print {"key", "webhook_secret"}')
+    listed = key_commands.add_parser("list", help="every key: name, prefix, created, last used")
+    listed.add_argument("--json", action="store_true", help="print the keys as JSON")
+    revoke = key_commands.add_parser("revoke", help="revoke a key (401 from its next request)")
+    revoke.add_argument("key", metavar="PREFIX_OR_ID")
+    revoke.add_argument(
+        "--cancel-jobs", action="store_true", help="also cancel the key's pending and running jobs"
+    )
+
+    analyze = commands.add_parser(
+        "analyze", help="run the pipeline in this process on one file or URL and print the result"
+    )
+    analyze.add_argument("target", metavar="PATH_OR_URL")
+    _job_options(analyze)
+
+    submit = commands.add_parser("submit", help="submit a media URL to a running service")
+    submit.add_argument("media_url", metavar="URL")
+    submit.add_argument("--wait", action="store_true", help="follow the job live, then print it")
+    submit.add_argument(
+        "--api-url",
+        default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
+        help="the service (default: $SCENECAP_API_URL or http://127.0.0.1:8000)",
+    )
+    submit.add_argument(
+        "--api-key",
+        default=os.environ.get("SCENECAP_API_KEY"),
+        help="your API key (default: $SCENECAP_API_KEY)",
+    )
+    _job_options(submit)
+    return parser
+
+
+def _job_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenes", action="store_true", help="one frame per detected scene")
+    parser.add_argument("--max-frames", type=int, default=60, choices=range(1, 61), metavar="1-60")
+    parser.add_argument("--json", action="store_true", help="print the job as JSON")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command if args.command != "keys" else f"keys {args.keys_command}"
+    try:
+        return COMMANDS[command](args)
+    except ScenecapError as exc:
+        return fail(exc.code, exc.message)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from scenecap.cli.dev import run_dev
+
+    return run_dev(host=args.host, port=args.port)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from scenecap.cli.dev import run_demo
+
+    return run_demo(port=args.port)
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from scenecap.core.logs import log_config
+
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=log_config(get_settings()),
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import celery_app
+
+    argv = ["worker", "--loglevel", get_settings().log_level, "--queues", args.queues]
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    if args.beat:
+        argv += ["--beat", "--schedule", args.schedule]
+    if args.events:
+        argv.append("--task-events")
+    celery_app.worker_main(argv)
+    return 0
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from worker.celery_app import celery_app
+
+    # Celery.start takes the arguments after the program name, the subcommand first.
+    argv = ["beat", "--loglevel", get_settings().log_level, "--schedule", args.schedule]
+    return int(celery_app.start(argv) or 0)
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from db.migrate import upgrade
+    from scenecap.cli.database import database_errors
+
+    with database_errors():
+        upgrade(get_settings().database_url)
+    print("database is at head")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from scenecap.cli.keys import create_command
+
+    return create_command(get_settings().database_url, args.name, as_json=args.json)
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from scenecap.cli.keys import list_command
+
+    return list_command(get_settings().database_url, as_json=args.json)
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from scenecap.cli.keys import revoke_command
+
+    return revoke_command(get_settings().database_url, args.key, cancel_jobs=args.cancel_jobs)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from scenecap.cli.analyze import run_analyze
+
+    return run_analyze(
+        args.target,
+        get_settings(),
+        use_scenes=args.scenes,
+        as_json=args.json,
+        max_frames=args.max_frames,
+    )
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from scenecap.cli.submit import run_submit
+
+    return run_submit(args)
+
+
+# Each command imports what it needs when it runs: `scenecap submit` never loads the worker.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "dev": _dev,
+    "demo": _demo,
+    "api": _api,
+    "worker": _worker,
+    "beat": _beat,
+    "migrate": _migrate,
+    "keys create": _keys_create,
+    "keys list": _keys_list,
+    "keys revoke": _keys_revoke,
+    "analyze": _analyze,
+    "submit": _submit,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""How the command line shows a job: a progress bar, a readable summary, an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from scenecap.core.enums import JobStage
+
+
+class ProgressBar:
+    """A bar redrawn in place on a terminal; plain lines (one per stage or 10%) otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last: tuple[str, int] = ("", -100)
+
+    def __call__(self, stage: JobStage, percent: int) -> None:
+        label = stage.value.replace("_", " ")
+        if self.tty:
+            filled = self.WIDTH * percent // 100
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            self.stream.write(f"\r[{bar}] {percent:3d}%  {label:<18}")
+        elif stage.value != self.last[0] or percent - self.last[1] >= 10:
+            self.stream.write(f"{percent:3d}%  {label}\n")
+        else:
+            return
+        self.last = (stage.value, percent)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def summary(job: dict[str, Any]) -> str:
+    """The readable form of a finished job."""
+    media = job.get("media") or {}
+    lines = [
+        f"{job['media_url']}",
+        f"  {media.get('duration', 0):.1f} s, {media.get('width')}x{media.get('height')}, "
+        f"{media.get('fps', 0):.2f} fps, {media.get('codec', '?')}",
+    ]
+    results = job.get("results") or {}
+    if results.get("description"):
+        lines += ["", results["description"]]
+    for name in job["metadata"]:
+        entries = results.get(name) or []
+        if entries:
+            top = ", ".join(f"{e['name']} ({e['count']})" for e in entries[:8])
+            lines.append(f"  {name}: {top}")
+    lines.append("")
+    for frame in results.get("frames", []):
+        scene = (
+            f" [scene {frame['scene_start']:.2f}-{frame['scene_end']:.2f}]"
+            if frame.get("scene_start") is not None
+            else ""
+        )
+        lines.append(f"  {frame['timestamp']:8.3f} s{scene}  {frame['caption']}")
+    timings = job.get("timings") or {}
+    lines += [
+        "",
+        "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in timings.items()),
+    ]
+    return "\n".join(lines)
+
+
+def fail(code: str, message: str) -> int:
+    """Say why a command failed, in one line on stderr; return the exit code 1."""
+    print(f"scenecap: error: {code}: {message}", file=sys.stderr)
+    return 1
+
+
+def exit_code(job: dict[str, Any]) -> int:
+    """0 for a completed job; else 1, after one line saying why it did not complete."""
+    if job["status"] == "COMPLETED":
+        return 0
+    error = job.get("error") or {}
+    return fail(error.get("code", job["status"]), error.get("message", ""))
