@@ -7,13 +7,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY api ./api
 COPY worker ./worker
 COPY db ./db
 COPY scenecap ./scenecap
 COPY migrations ./migrations
-RUN pip install --no-cache-dir ".[monitoring]"
+# The versions the test suite passed with (make constraints).
+RUN pip install --no-cache-dir -c constraints.txt ".[monitoring]"
 
 RUN useradd --create-home --uid 10001 scenecap
 USER scenecap

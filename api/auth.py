@@ -32,8 +32,8 @@ class Caller:
 class KeyCache:
     """Keys (and unknown keys) found in the database, each kept `seconds` in this process."""
 
-    def __init__(self, session_factory: sessionmaker[Session], seconds: float) -> None:
-        self.session_factory = session_factory
+    def __init__(self, reader: sessionmaker[Session], seconds: float) -> None:
+        self.reader = reader  # no transaction: the lookup and its one write stand alone
         self.seconds = seconds
         self.capacity = 10_000
         self._found: OrderedDict[str, tuple[float, Caller | None]] = OrderedDict()
@@ -53,7 +53,7 @@ class KeyCache:
         return caller
 
     def _look_up(self, digest: str) -> Caller | None:
-        with self.session_factory.begin() as session:
+        with self.reader() as session:
             key = keys.find_active_key(session, digest)
             if key is None:
                 return None

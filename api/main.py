@@ -15,12 +15,14 @@ from api.ratelimit import RateLimiter
 from api.routes import categories, completions, health, live, metrics, webhooks
 from api.routes.metrics import MetricsCache
 from api.services.media_check import MediaInspector
+from db.reads import Reads
 from db.session import make_engine, make_session_factory
 from scenecap.core.settings import Settings, get_settings
 from worker.submit import JobQueue
 
 # Starlette runs sync routes and dependencies on anyio's thread pool (40 threads by default).
 API_THREADS = 40
+READ_CONNECTIONS = 10
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -29,15 +31,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # One connection per threadpool thread (anyio's default 40): a request holding a
     # connection while it waits for a thread can then never starve one that waits for a
     # connection (under load that deadlock turned into pool timeouts).
-    engine = make_engine(settings.database_url, max_connections=API_THREADS)
+    # No ping per checkout (a round trip on every request): a connection an outage broke
+    # fails one request with 503, and that failure discards the whole pool. Reads that need
+    # no transaction have pools of their own (autocommit: one round trip each): the hot ones
+    # run on the event loop (db.reads), the others in threads. A read never waits for a
+    # thread while it holds a connection, so those pools can be small: they only queue.
+    engine = make_engine(settings.database_url, max_connections=API_THREADS, pre_ping=False)
+    orm_reads = make_engine(
+        settings.database_url, max_connections=READ_CONNECTIONS, pre_ping=False, autocommit=True
+    )
+    reads = Reads.of(settings.database_url, READ_CONNECTIONS)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await reads.open()
         yield
+        await reads.close()
         app.state.inspector.close()
         if app.state.rate_limiter is not None:
             await app.state.rate_limiter.aclose()
         engine.dispose()
+        orm_reads.dispose()
 
     app = FastAPI(
         title="scenecap",
@@ -49,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.queue = JobQueue.of(settings)
     app.state.session_factory = make_session_factory(engine, app.state.queue.send)
-    app.state.keys = KeyCache(app.state.session_factory, settings.key_cache_seconds)
+    app.state.reads = reads
+    app.state.reader = make_session_factory(orm_reads)
+    app.state.keys = KeyCache(app.state.reader, settings.key_cache_seconds)
     app.state.metrics = MetricsCache(settings.metrics_cache_seconds)
     app.state.inspector = MediaInspector(settings)
     limited = settings.rate_limit_per_minute > 0 and settings.broker_url.startswith("redis")
@@ -58,9 +74,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    # Routes are matched in order: the ones clients poll come first.
+    app.include_router(categories.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(categories.router)
     app.include_router(live.router)
     app.include_router(completions.router)
     app.include_router(webhooks.router)

@@ -27,8 +27,8 @@ import numpy as np
 
 from db import jobs
 from db.keys import create_key
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.cli.sample import write_sample_video
 from scenecap.core.settings import Settings
 from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames

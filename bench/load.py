@@ -31,8 +31,8 @@ import redis
 
 from bench.captioning import fake_vlm
 from db.keys import create_key
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.cli.dev import worker_command
 from scenecap.cli.sample import write_sample_video
 

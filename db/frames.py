@@ -3,10 +3,11 @@ the time each stage took."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, undefer
 
 from db.models import JobFrame, JobStageTiming
@@ -42,9 +43,26 @@ def record_stage_time(session: Session, job_id: uuid.UUID, stage: str, seconds: 
 
 
 def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
-    rows = session.execute(
-        select(JobStageTiming.stage, JobStageTiming.seconds).where(JobStageTiming.job_id == job_id)
+    """Seconds the job spent in each stage, in pipeline order."""
+    return read_timings(session.scalar(select(timings_of(session, job_id))))
+
+
+def timings_of(session: Session, job_id: Any) -> Any:
+    """A scalar subquery: the job's stage timings as one JSON object (stage -> seconds)."""
+    aggregate = (
+        func.json_object_agg
+        if session.get_bind().dialect.name == "postgresql"
+        else func.json_group_object
     )
-    found = {stage: seconds for stage, seconds in rows}
-    # In pipeline order (the enum's), not the database's.
+    return (
+        select(aggregate(JobStageTiming.stage, JobStageTiming.seconds))
+        .where(JobStageTiming.job_id == job_id)
+        .scalar_subquery()
+    )
+
+
+def read_timings(value: str | dict[str, float] | None) -> dict[str, float]:
+    """What timings_of gave (JSON text from SQLite, a dict from PostgreSQL), in pipeline order
+    (the enum's), not the database's."""
+    found = json.loads(value) if isinstance(value, str) else (value or {})
     return {s.value: round(found[s.value], 3) for s in JobStage if s.value in found}

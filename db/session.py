@@ -30,23 +30,36 @@ Sender = Callable[[Message], None]
 _SENDER, _OUTBOX = "scenecap.sender", "scenecap.outbox"
 
 
-def make_engine(database_url: str, *, max_connections: int = 15) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    max_connections: int = 15,
+    pre_ping: bool = True,
+    autocommit: bool = False,
+) -> Engine:
     """Create an engine suited to the URL (SQLite for dev, PostgreSQL in production).
 
-    PostgreSQL connections are opened on demand, up to max_connections.
+    PostgreSQL connections are opened on demand, up to max_connections, and kept: a pool
+    that closes what it opened past a core size churns a server process per request under
+    load. `pre_ping` tests each connection as it leaves the pool (a round trip); without it,
+    a connection broken by an outage fails one statement, and that failure discards every
+    pooled connection. An `autocommit` engine serves reads that need no transaction: each
+    statement is one round trip, with no BEGIN before it and no ROLLBACK after.
     """
+    isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if database_url.startswith("sqlite"):
         engine = create_engine(
-            database_url, connect_args={"check_same_thread": False, "timeout": 30}
+            database_url, connect_args={"check_same_thread": False, "timeout": 30}, **isolation
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
         database_url,
-        pool_pre_ping=True,
-        pool_size=min(5, max_connections),
-        max_overflow=max(0, max_connections - 5),
+        pool_pre_ping=pre_ping,
+        pool_size=max_connections,
+        max_overflow=0,
         connect_args={"connect_timeout": 5},
+        **isolation,
     )
 
 

@@ -7,6 +7,9 @@
 
 Results are the service's own response models; an error response is raised as the scenecap
 error its code names (e.g. `JobNotFound`, `RateLimited`), with `.details` and `.status`.
+
+Both clients share one core, as httpx's do: `_Calls` builds each request and knows how to
+read its answer; `ScenecapClient` and `AsyncScenecapClient` only send.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import httpx
+from pydantic import BaseModel
 
 from api.schemas import (
     CompletionResponse,
@@ -29,23 +33,33 @@ from api.schemas import (
     JobOut,
     ShareLink,
 )
-from scenecap.core.errors import ScenecapError, error_for_code
+from scenecap.core.errors import WaitTimeout, error_for_code
 from scenecap.core.signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "AsyncScenecapClient",
     "JobEvent",
+    "JobOptions",
     "ScenecapClient",
     "WaitTimeout",
     "WebhookVerificationError",
     "verify_webhook",
 ]
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 ProgressCallback = Callable[[JobOut], None]
 
 
-class WaitTimeout(ScenecapError):
-    status_code, code = 408, "WAIT_TIMEOUT"
+class JobOptions(TypedDict, total=False):
+    """The optional fields of a job request (see the API's POST /v2/media/categories)."""
+
+    metadata: list[str]
+    use_scenes: bool
+    webhook_url: str
+    job_tag: str
+    max_frames: int
+    model: str
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,20 @@ class JobEvent:
         return self.event in ("completed", "failed", "cancelled")
 
 
-def _raise_for_error(response: httpx.Response) -> None:
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request to make, and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    json: Any = None
+    params: Mapping[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the scenecap error a failed response names (its code, message and details)."""
     if response.is_success:
         return
     try:
@@ -68,40 +95,67 @@ def _raise_for_error(response: httpx.Response) -> None:
         code, message, details = body["code"], body["message"], body.get("details") or {}
     except (ValueError, KeyError, TypeError):
         code, message, details = "HTTP_ERROR", response.text[:500], {}
-    error = error_for_code(code, message)
-    error.details = {**details, "code": code}
+    error = error_for_code(code, message, {**details, "code": code})
     error.status = response.status_code  # type: ignore[attr-defined]
     raise error
 
 
-def _submission(
-    media_url: str,
-    *,
-    metadata: list[str] | None,
-    use_scenes: bool,
-    webhook_url: str | None,
-    job_tag: str | None,
-    max_frames: int | None,
-    model: str | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"media_url": media_url, "use_scenes": use_scenes}
-    optional = {
-        "metadata": metadata,
-        "webhook_url": webhook_url,
-        "job_tag": job_tag,
-        "max_frames": max_frames,
-        "model": model,
-    }
-    body.update({name: value for name, value in optional.items() if value is not None})
-    return body
+def _model(model: type[M]) -> Callable[[httpx.Response], M]:
+    def parse(response: httpx.Response) -> M:
+        raise_for_error(response)
+        return model.model_validate(response.json())
+
+    return parse
 
 
 def _created(response: httpx.Response) -> JobAccepted | ImageResult:
-    _raise_for_error(response)
+    raise_for_error(response)
     data = response.json()
     return (
         JobAccepted.model_validate(data) if "job_id" in data else ImageResult.model_validate(data)
     )
+
+
+class _Calls:
+    """Every endpoint as a Call: what both clients send, and how both read the answer."""
+
+    @staticmethod
+    def create(
+        media_url: str, idempotency_key: str | None, options: JobOptions
+    ) -> Call[JobAccepted | ImageResult]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"media_url": media_url, **options}
+        return Call("POST", "/v2/media/categories", _created, json=body, headers=headers)
+
+    @staticmethod
+    def get(job_id: str | uuid.UUID) -> Call[JobOut]:
+        return Call("GET", f"/v2/media/categories/{job_id}", _model(JobOut))
+
+    @staticmethod
+    def list(limit: int, status: str | None, cursor: str | None) -> Call[JobList]:
+        params = {"limit": limit, "status": status, "cursor": cursor}
+        present = {name: value for name, value in params.items() if value is not None}
+        return Call("GET", "/v2/media/categories", _model(JobList), params=present)
+
+    @staticmethod
+    def cancel(job_id: str | uuid.UUID) -> Call[JobOut]:
+        return Call("DELETE", f"/v2/media/categories/{job_id}", _model(JobOut))
+
+    @staticmethod
+    def share(job_id: str | uuid.UUID, expires_in: int) -> Call[ShareLink]:
+        body = {"expires_in": expires_in}
+        return Call("POST", f"/v2/media/categories/{job_id}/share", _model(ShareLink), json=body)
+
+    @staticmethod
+    def complete(
+        messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any]
+    ) -> Call[CompletionResponse]:
+        body = {"messages": list(messages), **options}
+        return Call("POST", "/v2/media/completions", _model(CompletionResponse), json=body)
+
+    @staticmethod
+    def events_path(job_id: str | uuid.UUID) -> str:
+        return f"/v2/media/categories/{job_id}/events"
 
 
 class _EventParser:
@@ -122,8 +176,36 @@ class _EventParser:
         return None  # comments (keep-alives) and retry hints
 
 
-def _next_interval(interval: float, maximum: float) -> float:
-    return min(maximum, interval * 1.5)
+class _Polling:
+    """When to look at a job again while waiting for it: backing off, within a deadline."""
+
+    def __init__(self, job_id: str | uuid.UUID, timeout: float, first: float, most: float) -> None:
+        self.job_id, self.timeout, self.most = job_id, timeout, most
+        self.deadline = time.monotonic() + timeout
+        self.interval = first
+
+    def done(self, job: JobOut, on_progress: ProgressCallback | None) -> bool:
+        if on_progress is not None:
+            on_progress(job)
+        return job.status.value in TERMINAL
+
+    def next_sleep(self) -> float:
+        """Seconds to sleep before the next look; WaitTimeout once the deadline would pass."""
+        if time.monotonic() + self.interval > self.deadline:
+            raise WaitTimeout(f"job {self.job_id} did not finish within {self.timeout:g} s")
+        interval, self.interval = self.interval, min(self.most, self.interval * 1.5)
+        return interval
+
+
+_STREAM_TIMEOUT = httpx.Timeout(60, read=None)  # an event stream may be quiet for long
+
+
+def _http_options(base_url: str, api_key: str, timeout: float) -> dict[str, Any]:
+    return {
+        "base_url": base_url.rstrip("/"),
+        "headers": {"Authorization": f"Bearer {api_key}"},
+        "timeout": timeout,
+    }
 
 
 class ScenecapClient:
@@ -137,12 +219,7 @@ class ScenecapClient:
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout,
-            transport=transport,
-        )
+        self._http = httpx.Client(**_http_options(base_url, api_key, timeout), transport=transport)
 
     def __enter__(self) -> ScenecapClient:
         return self
@@ -153,49 +230,37 @@ class ScenecapClient:
     def close(self) -> None:
         self._http.close()
 
+    def _send(self, call: Call[T]) -> T:
+        return call.parse(
+            self._http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        )
+
     def create(
-        self,
-        media_url: str,
-        *,
-        metadata: list[str] | None = None,
-        use_scenes: bool = False,
-        webhook_url: str | None = None,
-        job_tag: str | None = None,
-        max_frames: int | None = None,
-        model: str | None = None,
-        idempotency_key: str | None = None,
+        self, media_url: str, *, idempotency_key: str | None = None, **options: Unpack[JobOptions]
     ) -> JobAccepted | ImageResult:
         """Submit media. A video gives JobAccepted (wait on its job_id); an image, its result."""
-        body = _submission(
-            media_url,
-            metadata=metadata,
-            use_scenes=use_scenes,
-            webhook_url=webhook_url,
-            job_tag=job_tag,
-            max_frames=max_frames,
-            model=model,
-        )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _created(self._http.post("/v2/media/categories", json=body, headers=headers))
+        return self._send(_Calls.create(media_url, idempotency_key, options))
 
     def get(self, job_id: str | uuid.UUID) -> JobOut:
-        response = self._http.get(f"/v2/media/categories/{job_id}")
-        _raise_for_error(response)
-        return JobOut.model_validate(response.json())
+        return self._send(_Calls.get(job_id))
 
     def list(
         self, *, limit: int = 20, status: str | None = None, cursor: str | None = None
     ) -> JobList:
-        params: dict[str, Any] = {"limit": limit}
-        params.update({k: v for k, v in (("status", status), ("cursor", cursor)) if v})
-        response = self._http.get("/v2/media/categories", params=params)
-        _raise_for_error(response)
-        return JobList.model_validate(response.json())
+        return self._send(_Calls.list(limit, status, cursor))
 
     def cancel(self, job_id: str | uuid.UUID) -> JobOut:
-        response = self._http.delete(f"/v2/media/categories/{job_id}")
-        _raise_for_error(response)
-        return JobOut.model_validate(response.json())
+        return self._send(_Calls.cancel(job_id))
+
+    def share(self, job_id: str | uuid.UUID, *, expires_in: int = 7 * 24 * 3600) -> ShareLink:
+        return self._send(_Calls.share(job_id, expires_in))
+
+    def complete(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> CompletionResponse:
+        """POST /v2/media/completions (OpenAI chat-completions shape; options: model,
+        temperature, max_tokens)."""
+        return self._send(_Calls.complete(messages, options))
 
     def wait(
         self,
@@ -207,27 +272,18 @@ class ScenecapClient:
         on_progress: ProgressCallback | None = None,
     ) -> JobOut:
         """Poll (backing off to max_interval) until the job ends; return it, whatever its end."""
-        deadline = time.monotonic() + timeout
-        interval = poll_interval
-        while True:
-            job = self.get(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job.status.value in TERMINAL:
-                return job
-            if time.monotonic() + interval > deadline:
-                raise WaitTimeout(f"job {job_id} did not finish within {timeout:g} s")
-            time.sleep(interval)  # polling back-off, bounded by the deadline
-            interval = _next_interval(interval, max_interval)
+        polling = _Polling(job_id, timeout, poll_interval, max_interval)
+        while not polling.done(job := self.get(job_id), on_progress):
+            time.sleep(polling.next_sleep())
+        return job
 
     def events(self, job_id: str | uuid.UUID) -> Iterator[JobEvent]:
         """Follow the job's Server-Sent Events until its terminal event."""
-        with self._http.stream(
-            "GET", f"/v2/media/categories/{job_id}/events", timeout=httpx.Timeout(60, read=None)
-        ) as response:
+        path = _Calls.events_path(job_id)
+        with self._http.stream("GET", path, timeout=_STREAM_TIMEOUT) as response:
             if not response.is_success:
                 response.read()
-                _raise_for_error(response)
+                raise_for_error(response)
             parser = _EventParser()
             for line in response.iter_lines():
                 event = parser.feed(line)
@@ -236,25 +292,9 @@ class ScenecapClient:
                     if event.terminal:
                         return
 
-    def share(self, job_id: str | uuid.UUID, *, expires_in: int = 7 * 24 * 3600) -> ShareLink:
-        response = self._http.post(
-            f"/v2/media/categories/{job_id}/share", json={"expires_in": expires_in}
-        )
-        _raise_for_error(response)
-        return ShareLink.model_validate(response.json())
-
-    def complete(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> CompletionResponse:
-        """POST /v2/media/completions (OpenAI chat-completions shape; options: model,
-        temperature, max_tokens)."""
-        response = self._http.post(
-            "/v2/media/completions", json={"messages": list(messages), **options}
-        )
-        _raise_for_error(response)
-        return CompletionResponse.model_validate(response.json())
-
 
 class AsyncScenecapClient:
-    """The asyncio twin of ScenecapClient."""
+    """The asyncio twin of ScenecapClient: the same methods, as coroutines."""
 
     def __init__(
         self,
@@ -265,10 +305,7 @@ class AsyncScenecapClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout,
-            transport=transport,
+            **_http_options(base_url, api_key, timeout), transport=transport
         )
 
     async def __aenter__(self) -> AsyncScenecapClient:
@@ -280,48 +317,36 @@ class AsyncScenecapClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def create(
-        self,
-        media_url: str,
-        *,
-        metadata: list[str] | None = None,
-        use_scenes: bool = False,
-        webhook_url: str | None = None,
-        job_tag: str | None = None,
-        max_frames: int | None = None,
-        model: str | None = None,
-        idempotency_key: str | None = None,
-    ) -> JobAccepted | ImageResult:
-        body = _submission(
-            media_url,
-            metadata=metadata,
-            use_scenes=use_scenes,
-            webhook_url=webhook_url,
-            job_tag=job_tag,
-            max_frames=max_frames,
-            model=model,
+    async def _send(self, call: Call[T]) -> T:
+        return call.parse(
+            await self._http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
         )
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return _created(await self._http.post("/v2/media/categories", json=body, headers=headers))
+
+    async def create(
+        self, media_url: str, *, idempotency_key: str | None = None, **options: Unpack[JobOptions]
+    ) -> JobAccepted | ImageResult:
+        return await self._send(_Calls.create(media_url, idempotency_key, options))
 
     async def get(self, job_id: str | uuid.UUID) -> JobOut:
-        response = await self._http.get(f"/v2/media/categories/{job_id}")
-        _raise_for_error(response)
-        return JobOut.model_validate(response.json())
+        return await self._send(_Calls.get(job_id))
 
     async def list(
         self, *, limit: int = 20, status: str | None = None, cursor: str | None = None
     ) -> JobList:
-        params: dict[str, Any] = {"limit": limit}
-        params.update({k: v for k, v in (("status", status), ("cursor", cursor)) if v})
-        response = await self._http.get("/v2/media/categories", params=params)
-        _raise_for_error(response)
-        return JobList.model_validate(response.json())
+        return await self._send(_Calls.list(limit, status, cursor))
 
     async def cancel(self, job_id: str | uuid.UUID) -> JobOut:
-        response = await self._http.delete(f"/v2/media/categories/{job_id}")
-        _raise_for_error(response)
-        return JobOut.model_validate(response.json())
+        return await self._send(_Calls.cancel(job_id))
+
+    async def share(self, job_id: str | uuid.UUID, *, expires_in: int = 7 * 24 * 3600) -> ShareLink:
+        return await self._send(_Calls.share(job_id, expires_in))
+
+    async def complete(
+        self, messages: Sequence[Mapping[str, Any]], **options: Any
+    ) -> CompletionResponse:
+        return await self._send(_Calls.complete(messages, options))
 
     async def wait(
         self,
@@ -332,26 +357,17 @@ class AsyncScenecapClient:
         max_interval: float = 5.0,
         on_progress: ProgressCallback | None = None,
     ) -> JobOut:
-        deadline = time.monotonic() + timeout
-        interval = poll_interval
-        while True:
-            job = await self.get(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job.status.value in TERMINAL:
-                return job
-            if time.monotonic() + interval > deadline:
-                raise WaitTimeout(f"job {job_id} did not finish within {timeout:g} s")
-            await asyncio.sleep(interval)  # polling back-off, bounded by the deadline
-            interval = _next_interval(interval, max_interval)
+        polling = _Polling(job_id, timeout, poll_interval, max_interval)
+        while not polling.done(job := await self.get(job_id), on_progress):
+            await asyncio.sleep(polling.next_sleep())
+        return job
 
     async def events(self, job_id: str | uuid.UUID) -> AsyncIterator[JobEvent]:
-        async with self._http.stream(
-            "GET", f"/v2/media/categories/{job_id}/events", timeout=httpx.Timeout(60, read=None)
-        ) as response:
+        path = _Calls.events_path(job_id)
+        async with self._http.stream("GET", path, timeout=_STREAM_TIMEOUT) as response:
             if not response.is_success:
                 await response.aread()
-                _raise_for_error(response)
+                raise_for_error(response)
             parser = _EventParser()
             async for line in response.aiter_lines():
                 event = parser.feed(line)
@@ -359,12 +375,3 @@ class AsyncScenecapClient:
                     yield event
                     if event.terminal:
                         return
-
-    async def complete(
-        self, messages: Sequence[Mapping[str, Any]], **options: Any
-    ) -> CompletionResponse:
-        response = await self._http.post(
-            "/v2/media/completions", json={"messages": list(messages), **options}
-        )
-        _raise_for_error(response)
-        return CompletionResponse.model_validate(response.json())

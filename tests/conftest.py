@@ -28,9 +28,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from db.keys import create_key
-from db.migrate import upgrade
 from db.models import Job
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.cli.sample import SampleScene, write_sample_video
 from scenecap.core.enums import JobStatus
 from scenecap.core.settings import Settings

@@ -17,8 +17,8 @@ import redis
 
 from db import frames as frame_repo
 from db import jobs as job_repo
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.core.settings import Settings
 from tests.conftest import ROOT, recreate_database, settings_env, shipped_command, wait_for
 from worker.submit import JobQueue

@@ -1,4 +1,5 @@
-"""docker-compose.yml and the Dockerfile stay in step with the code (Docker cannot run here)."""
+"""docker-compose.yml, the Dockerfile and the pinned versions stay in step with the code. Docker
+cannot run here; the suite's own worker and scheduler are started with compose's commands."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import socket
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from scenecap.cli.main import build_parser
@@ -31,11 +34,52 @@ def test_compose_runs_every_process_of_the_design() -> None:
 
 
 def test_compose_commands_are_real_cli_commands() -> None:
+    expected = {"migrate": "migrate", "api": "api", "worker": "worker", "beat": "beat"}
     for name, service in compose()["services"].items():
         command = service.get("command") or []
         if command[:1] == ["scenecap"]:
+            assert command[1] == expected[name], f"{name} runs scenecap {command[1]}"
             build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown option
             assert service["environment"]["SCENECAP_ENVIRONMENT"] == "production", name
+        elif name not in ("postgres", "redis", "flower"):
+            raise AssertionError(f"{name} runs neither scenecap nor a known server: {command}")
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    try:
+        version = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("Docker Compose is not installed here: docker-compose.yml was not validated")
+    if version.returncode != 0:
+        pytest.skip("Docker Compose is not installed here: docker-compose.yml was not validated")
+    checked = subprocess.run(
+        ["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_installed_versions_are_the_pinned_ones() -> None:
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    required = [
+        re.split(r"[<>=\[; ]", requirement)[0]
+        for requirement in metadata.requires("scenecap") or []
+    ]
+    unpinned = [name for name in required if _canonical(name) not in map(_canonical, pins)]
+    assert not unpinned, f"make constraints: {unpinned} are not pinned"
+    drifted = {
+        name: (metadata.version(name), pinned)
+        for name, pinned in pins.items()
+        if metadata.version(name) != pinned
+    }
+    assert not drifted, f"the venv does not hold the pinned versions: {drifted}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_compose_points_the_app_at_postgres_and_redis() -> None:

@@ -36,6 +36,9 @@ class JobQueue:
                 args=list(message.args),
                 queue=queue,
                 countdown=message.countdown or None,
+                # The arguments are a few ids: Celery's safe repr of them costs more than this.
+                argsrepr=repr(list(message.args)),
+                kwargsrepr="{}",
             )
         except (OperationalError, OSError) as exc:
             if queue == WEBHOOKS_QUEUE:

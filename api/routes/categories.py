@@ -63,25 +63,25 @@ def submit(
         inspector=inspector,
         max_active=settings.max_active_jobs_per_key,
     )
-    job = submission.job
+    job_id = submission.job_id
     accepted = JobAccepted(
-        job_id=job.id,
-        status=JobStatus(job.status),
-        percent_complete=job.percent_complete,
-        media_type=job.media_type,
+        job_id=job_id,
+        status=submission.status,
+        percent_complete=submission.percent_complete,
+        media_type=submission.media_type,
     )
     queued = JSONResponse(
         accepted.model_dump(mode="json"),
         status_code=202 if submission.created else 200,
-        headers={"Location": f"/v2/media/categories/{job.id}"},
+        headers={"Location": f"/v2/media/categories/{job_id}"},
     )
-    if job.media_type != "image":
+    if submission.media_type != "image":
         return queued
 
     async def inline_image() -> Response:
-        factory: sessionmaker[Session] = request.app.state.session_factory
+        reader: sessionmaker[Session] = request.app.state.reader
         wait = settings.image_inline_wait_seconds
-        finished = await wait_for_terminal(factory, key.id, job.id, wait)
+        finished = await wait_for_terminal(reader, key.id, job_id, wait)
         if finished is None or finished.status != JobStatus.COMPLETED:
             return queued
         return JSONResponse(_image_result(finished).model_dump(mode="json"))
@@ -103,17 +103,17 @@ def _image_result(job: Job) -> ImageResult:
     responses=responses(*_AUTH, errors.ValidationFailed),
     summary="List your jobs, newest first",
 )
-def list_jobs(
-    session: SessionDep,
+async def list_jobs(
+    request: Request,
     key: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: JobStatus | None = None,
-) -> JobList:
-    page, next_cursor = service.list_jobs(session, key, limit=limit, cursor=cursor, status=status)
-    return JobList(
-        data=[JobOut.of(job, with_results=False) for job in page], next_cursor=next_cursor
+) -> Response:
+    page = await service.list_json(
+        request.app.state.reads, key, limit=limit, cursor=cursor, status=status
     )
+    return Response(page, media_type="application/json")
 
 
 @router.get(
@@ -122,9 +122,9 @@ def list_jobs(
     responses=responses(*_AUTH, errors.JobNotFound),
     summary="Get a job's status, progress and results",
 )
-def get_job(job_id: str, session: SessionDep, key: CallerDep) -> JobOut:
-    job = service.get_job(session, key, job_id)
-    return JobOut.of(job, timings=service.stage_timings(session, job.id))
+async def get_job(job_id: str, request: Request, key: CallerDep) -> Response:
+    body = await service.job_json(request.app.state.reads, key, job_id)
+    return Response(body, media_type="application/json")
 
 
 @router.delete(

@@ -41,6 +41,7 @@ def complete(
     job_id = create_completion(session, key, body, inspector).id
     return DeferredResponse(
         lambda: answer_when_done(
+            request.app.state.reader,
             request.app.state.session_factory,
             key,
             job_id,

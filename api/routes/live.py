@@ -43,7 +43,7 @@ async def viewed_job(
     job_id: str, request: Request, credentials: Credentials, token: TokenQuery = None
 ) -> Viewed:
     """The job, for its owner (API key) or for anyone holding a valid link token."""
-    factory: sessionmaker[Session] = request.app.state.session_factory
+    factory: sessionmaker[Session] = request.app.state.reader
     if token is not None:
         job = await run_in_threadpool(_read, factory, links.job_for_token, job_id, token)
         return Viewed(job, token)
@@ -72,7 +72,7 @@ _VIEW_ERRORS = responses(errors.Unauthenticated, errors.JobNotFound, json_beside
 )
 def job_events_stream(viewed: ViewedJob, request: Request) -> StreamingResponse:
     return StreamingResponse(
-        job_events(request.app.state.session_factory, viewed.job.id),
+        job_events(request.app.state.reader, viewed.job.id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -162,7 +162,7 @@ def metrics(request: Request, credentials: Credentials) -> Response:
 
 
 def _render(request: Request) -> bytes:
-    with request.app.state.session_factory() as session:
+    with request.app.state.reader() as session:
         figures = totals(session)
     queue: JobQueue = request.app.state.queue
     depths = {name: queue.depth(name) for name in (MEDIA_QUEUE, WEBHOOKS_QUEUE)}

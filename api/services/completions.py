@@ -53,10 +53,15 @@ def create_completion(
 
 
 async def answer_when_done(
-    session_factory: sessionmaker[Session], key: Caller, job_id: uuid.UUID, *, timeout: float
+    reader: sessionmaker[Session],
+    session_factory: sessionmaker[Session],
+    key: Caller,
+    job_id: uuid.UUID,
+    *,
+    timeout: float,
 ) -> Response:
     """The worker's answer; the job's error; or 504 after timeout, the job then cancelled."""
-    finished = await wait_for_terminal(session_factory, key.id, job_id, timeout, JobKind.COMPLETION)
+    finished = await wait_for_terminal(reader, key.id, job_id, timeout, JobKind.COMPLETION)
     if finished is None:
         await run_in_threadpool(_cancel, session_factory, job_id)
         return error_response(

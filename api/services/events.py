@@ -33,8 +33,8 @@ def format_event(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _snapshot(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> JobOut | None:
-    with session_factory() as session:
+def _snapshot(reader: sessionmaker[Session], job_id: uuid.UUID) -> JobOut | None:
+    with reader() as session:
         job = jobs.get_job(session, job_id, with_results=True)
         if job is None:
             return None
@@ -43,15 +43,13 @@ def _snapshot(session_factory: sessionmaker[Session], job_id: uuid.UUID) -> JobO
         return JobOut.of(job, timings=frames.stage_timings(session, job_id))
 
 
-async def job_events(
-    session_factory: sessionmaker[Session], job_id: uuid.UUID
-) -> AsyncIterator[str]:
+async def job_events(reader: sessionmaker[Session], job_id: uuid.UUID) -> AsyncIterator[str]:
     """Yield SSE messages until the job is terminal (the first message comes at once)."""
     yield f"retry: {int(POLL_SECONDS * 4000)}\n\n"
     last: tuple[str, str, int] | None = None
     quiet_since = time.monotonic()
     while True:
-        job = await run_in_threadpool(_snapshot, session_factory, job_id)
+        job = await run_in_threadpool(_snapshot, reader, job_id)
         if job is None:  # Deleted meanwhile: nothing more will happen to it.
             return
         state = (job.status.value, job.stage, job.percent_complete)

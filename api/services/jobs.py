@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import uuid
@@ -16,9 +17,11 @@ from sqlalchemy.orm import Session
 from api.auth import Caller
 from api.schemas import CategoriesRequest
 from api.services.media_check import MediaInspector
+from api.views import job_body, page_body
 from db import frames as frame_repo
-from db import jobs, keys
+from db import jobs, keys, views
 from db.models import Job
+from db.reads import Reads
 from db.session import enqueue, release_connection
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import (
@@ -28,13 +31,24 @@ from scenecap.core.errors import (
     TooManyActiveJobs,
     ValidationFailed,
 )
+from scenecap.core.media import MediaKind
 from scenecap.core.tasks import PROCESS_JOB
 
 
 @dataclass(frozen=True)
 class Submission:
-    job: Job
+    """The job a submission made (or found again: an Idempotency-Key replay)."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+    percent_complete: int
+    media_type: MediaKind
     created: bool  # False when an Idempotency-Key replay returned an existing job
+
+    @classmethod
+    def replayed(cls, job: Job) -> Submission:
+        kind: MediaKind = "image" if job.media_type == "image" else "video"
+        return cls(job.id, JobStatus(job.status), job.percent_complete, kind, created=False)
 
 
 def request_fingerprint(body: CategoriesRequest) -> str:
@@ -56,7 +70,7 @@ def submit_job(
     if idempotency_key is not None:
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
         if existing is not None:
-            return Submission(_same_request(existing, fingerprint), created=False)
+            return Submission.replayed(_same_request(existing, fingerprint))
     if max_active and jobs.count_active_for_key(session, key.id) >= max_active:
         raise TooManyActiveJobs(
             f"this key already has {max_active} jobs pending or running; wait for some to end",
@@ -67,33 +81,33 @@ def submit_job(
     media = inspector.inspect(body.media_url)
     if body.webhook_url is not None:
         inspector.check_webhook_url(body.webhook_url)
+    fields = {
+        "api_key_id": key.id,
+        "media_url": media.display_url,
+        "media_data": media.data,
+        "media_type": media.kind,
+        "requested_metadata": list(body.metadata),
+        "use_scenes": body.use_scenes,
+        "max_frames": body.max_frames,
+        "model": body.model,
+        # The key's default is read by the INSERT itself (one round trip less).
+        "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),
+        "job_tag": body.job_tag,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "media_info": {"mime": media.mime},
+    }
     try:
-        with session.begin_nested():
-            job = jobs.create_job(
-                session,
-                api_key_id=key.id,
-                media_url=media.display_url,
-                media_data=media.data,
-                media_type=media.kind,
-                requested_metadata=list(body.metadata),
-                use_scenes=body.use_scenes,
-                max_frames=body.max_frames,
-                model=body.model,
-                webhook_url=body.webhook_url or keys.default_webhook_url(session, key.id),
-                job_tag=body.job_tag,
-                idempotency_key=idempotency_key,
-                request_hash=fingerprint,
-                media_info={"mime": media.mime},
-            )
+        # A savepoint only with a key: a concurrent request with it may win the INSERT.
+        with session.begin_nested() if idempotency_key else contextlib.nullcontext():
+            job_id = jobs.insert_job(session, **fields)
     except IntegrityError:
-        # Another request with the same Idempotency-Key won the race.
-        assert idempotency_key is not None
-        existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
+        existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key or "")
         if existing is None:
             raise
-        return Submission(_same_request(existing, fingerprint), created=False)
-    enqueue(session, PROCESS_JOB, str(job.id))
-    return Submission(job, created=True)
+        return Submission.replayed(_same_request(existing, fingerprint))
+    enqueue(session, PROCESS_JOB, str(job_id))
+    return Submission(job_id, JobStatus.PENDING, 0, media.kind, created=True)
 
 
 def _same_request(job: Job, fingerprint: str) -> Job:
@@ -124,19 +138,33 @@ def stage_timings(session: Session, job_id: uuid.UUID) -> dict[str, float]:
     return frame_repo.stage_timings(session, job_id)
 
 
-def list_jobs(
-    session: Session, key: Caller, *, limit: int, cursor: str | None, status: JobStatus | None
-) -> tuple[list[Job], str | None]:
-    """A page of the key's jobs, newest first, and the cursor of the next page (if any)."""
+async def job_json(reads: Reads, key: Caller, raw_id: str) -> bytes:
+    """The key's job as GET shows it, as JSON (one statement, outside any transaction)."""
+    row = await views.job_row(reads, parse_job_id(raw_id), key.id)
+    if row is None:
+        raise JobNotFound(f"no job {raw_id!r}")
+    return job_body(row)
+
+
+async def list_json(
+    reads: Reads,
+    key: Caller,
+    *,
+    limit: int,
+    cursor: str | None,
+    status: JobStatus | None,
+) -> bytes:
+    """A page of the key's jobs, newest first (without results), and the next page's cursor."""
     before = decode_cursor(cursor) if cursor else None
-    page = jobs.list_jobs(session, key.id, limit=limit + 1, before=before, status=status)
-    more = len(page) > limit
-    page = page[:limit]
-    return page, encode_cursor(page[-1]) if more else None
+    rows = await views.job_rows(reads, key.id, limit=limit + 1, before=before, status=status)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more else None
+    return page_body(rows, encode_cursor(last["created_at"], last["id"]) if last else None)
 
 
-def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+def encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{job_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -16,7 +16,7 @@ from scenecap.core.enums import JobKind, JobStatus
 
 
 async def wait_for_terminal(
-    session_factory: sessionmaker[Session],
+    reader: sessionmaker[Session],
     api_key_id: uuid.UUID,
     job_id: uuid.UUID,
     timeout: float,
@@ -25,7 +25,7 @@ async def wait_for_terminal(
     """The job once it has ended, or None if it is still running after `timeout` seconds."""
 
     def read() -> Job | None:
-        with session_factory() as session:
+        with reader() as session:
             return jobs.get_owned_job(session, job_id, api_key_id, kind)
 
     deadline = time.monotonic() + timeout

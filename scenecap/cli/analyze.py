@@ -18,8 +18,8 @@ from typing import Any
 from api.schemas import JobOut
 from db import frames, jobs
 from db.keys import create_key
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.core.errors import MediaUnreachable, ScenecapError
 from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, sniff_media

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from scenecap.cli.keys import issue_key
+from scenecap.core.errors import ServiceUnavailable
 from scenecap.core.settings import get_settings
 
 # The children run this installation's own `scenecap` command.
@@ -43,7 +44,7 @@ def dev_stack(
     get_settings.cache_clear()
     settings = get_settings()
 
-    from db.migrate import upgrade
+    from migrations.apply import upgrade
 
     upgrade(settings.database_url)
     key, _secret = issue_key(settings.database_url, "dev")
@@ -59,7 +60,7 @@ def dev_stack(
     )
     base_url = f"http://{host}:{port}"
     try:
-        _wait_until_healthy(base_url, api)
+        _wait_until_healthy(base_url, api, home / "dev.log")
         yield base_url, key, {"API": api, "worker": worker}
     finally:
         log.close()
@@ -153,15 +154,17 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         return None
 
 
-def _wait_until_healthy(base_url: str, api: subprocess.Popen[bytes]) -> None:
+def _wait_until_healthy(base_url: str, api: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if api.poll() is not None:
-            raise RuntimeError(f"the API exited with code {api.returncode}")
+            raise ServiceUnavailable(
+                f"the API exited with code {api.returncode} (is {base_url} in use?); see {log}"
+            )
         try:
             if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        time.sleep(0.2)
-    raise TimeoutError("the API did not become healthy within 60 s")
+        time.sleep(0.2)  # poll until healthy, bounded by the deadline above
+    raise ServiceUnavailable(f"the API did not become healthy within 60 s; see {log}")

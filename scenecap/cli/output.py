@@ -71,7 +71,7 @@ def summary(job: dict[str, Any]) -> str:
 
 def fail(code: str, message: str) -> int:
     """Say why a command failed, in one line on stderr; return the exit code 1."""
-    print(f"scenecap: error: {code}: {message}", file=sys.stderr)
+    print(f"scenecap: error: {code}: {' '.join(message.split())}", file=sys.stderr)
     return 1
 
 

@@ -28,7 +28,9 @@ from scenecap.core.errors import (
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_SIXTOFOUR = ipaddress.ip_network("2002::/16")
+# Deprecated ways to write an IPv4 address in IPv6 (RFC 4291 "compatible", RFC 2765
+# "translated"): nothing public is reached through them, and ::127.0.0.1 is loopback.
+_IPV4_IN_IPV6 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def is_public_address(address: IPAddress) -> bool:
     """Tell whether an address is globally routable unicast, looking through IPv6 wrappers."""
+    if isinstance(address, ipaddress.IPv6Address) and any(address in n for n in _IPV4_IN_IPV6):
+        return False
     inner = embedded_ipv4(address)
     if inner is not None and not is_public_address(inner):
         return False

@@ -1,4 +1,4 @@
-"""Contract tests for /v2/media/categories: every status code and error code of DESIGN §2."""
+"""Contract tests for /v2/media/categories: every status code and error code of docs/api.md."""
 
 from __future__ import annotations
 

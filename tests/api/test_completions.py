@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import redis
+from sqlalchemy import func, select
 
+from api.main import create_app
+from db.keys import find_active_key, hash_key
+from db.models import Job
+from scenecap.core.enums import JobStatus
+from scenecap.core.settings import Settings
 from tests.api.test_categories import assert_error
+from tests.conftest import serve_app
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -180,3 +190,53 @@ class TestBadInput:
         fake_vlm.fail_next, fake_vlm.fail_status = 1000, 503
         response = client.post("/v2/media/completions", json=chat(f"{media_server}/purple.jpg"))
         assert_error(response, 503, "VISION_BACKEND_UNAVAILABLE")
+
+
+class TestWaiting:
+    def test_waiting_completions_hold_no_thread_and_end_cancelled(
+        self,
+        settings: Settings,
+        session_factory: Any,
+        new_key: Callable[[], str],
+        media_dir: Path,
+    ) -> None:
+        # Their worker never answers (no worker reads this broker): each request waits out
+        # COMPLETION_WAIT_SECONDS. Waiting must not take a thread: 60 waits are more than the
+        # 40 threads the API has, and /healthz and other requests must still be answered.
+        silent = "redis://127.0.0.1:6379/12"
+        redis.Redis.from_url(silent).flushdb()
+        app = create_app(
+            settings.model_copy(update={"broker_url": silent, "completion_wait_seconds": 20})
+        )
+        key = new_key()
+        image = base64.b64encode((media_dir / "purple.jpg").read_bytes()).decode()
+        body = chat(f"data:image/jpeg;base64,{image}")
+        headers = {"Authorization": f"Bearer {key}"}
+
+        def waiting(session_factory: Any) -> int:
+            with session_factory() as session:
+                caller = find_active_key(session, hash_key(key))
+                pending = select(func.count()).where(
+                    Job.api_key_id == caller.id,
+                    Job.status == JobStatus.PENDING,  # type: ignore[union-attr]
+                )
+                return int(session.scalar(pending) or 0)
+
+        async def scenario(url: str) -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+                asked = [
+                    asyncio.create_task(http.post("/v2/media/completions", json=body))
+                    for _ in range(60)
+                ]
+                while await asyncio.to_thread(waiting, session_factory) < 60:
+                    await asyncio.sleep(0.1)  # poll until all 60 wait; bounded by the test timeout
+                assert (await http.get("/healthz")).status_code == 200
+                assert (await http.get("/v2/media/categories")).status_code == 200
+                assert not any(task.done() for task in asked), "a wait ended early"
+                return list(await asyncio.gather(*asked))
+
+        with serve_app(app) as url:
+            answers = asyncio.run(scenario(url))
+        for answer in answers:
+            assert_error(answer, 504, "COMPLETION_TIMEOUT")
+        assert waiting(session_factory) == 0, "timed-out completions stay cancelled"

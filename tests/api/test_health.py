@@ -1,4 +1,4 @@
-"""Health, readiness and behaviour while a dependency is down (DESIGN §2 operations, §5)."""
+"""Health, readiness and behaviour while a dependency is down (docs/api.md, "Operations")."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from api.main import create_app
 from scenecap.core.settings import Settings
@@ -65,18 +65,20 @@ class TestAccess:
         cached = settings.model_copy(update={"metrics_token": TOKEN, "metrics_cache_seconds": 600})
         app = create_app(cached)
         statements: list[str] = []
-        event.listen(
-            app.state.engine,
-            "before_cursor_execute",
-            lambda _conn, _cursor, statement, *_rest: statements.append(statement),
-        )
-        with serve_app(app) as url:
-            texts = [httpx.get(f"{url}/metrics", headers=SCRAPER).text for _ in range(5)]
-        assert len(set(texts)) == 1
-        first_scrape = len(statements)
-        assert first_scrape > 0
-        with serve_app(app) as url:
-            httpx.get(f"{url}/metrics", headers=SCRAPER)
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements.append(statement)
+
+        # Every engine of this process: which pool the scrape reads from is not the point.
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            with serve_app(app) as url:
+                first = httpx.get(f"{url}/metrics", headers=SCRAPER).text
+                first_scrape = len(statements)
+                later = [httpx.get(f"{url}/metrics", headers=SCRAPER).text for _ in range(4)]
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+        assert first_scrape > 0 and later == [first] * 4
         assert len(statements) == first_scrape, "the cached text was rendered again"
 
 

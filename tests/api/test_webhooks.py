@@ -1,5 +1,5 @@
-"""Signed, at-least-once webhooks (DESIGN §3), received by a real server on 127.0.0.1 and
-verified with the reference `standardwebhooks` library."""
+"""Signed, at-least-once webhooks (docs/api.md, "Webhooks"), received by a real server on
+127.0.0.1 and verified with the reference `standardwebhooks` library."""
 
 from __future__ import annotations
 

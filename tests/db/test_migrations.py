@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, inspect
 
-from db.migrate import downgrade, upgrade
 from db.models import Base
+from migrations.apply import downgrade, upgrade
 from tests.conftest import recreate_database
 
 

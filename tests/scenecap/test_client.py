@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +16,6 @@ from standardwebhooks import Webhook
 
 from api.schemas import ImageResult, JobAccepted, JobOut
 from db.keys import new_webhook_secret
-from scenecap import errors
 from scenecap.client import (
     AsyncScenecapClient,
     ScenecapClient,
@@ -21,6 +23,7 @@ from scenecap.client import (
     WebhookVerificationError,
     verify_webhook,
 )
+from scenecap.core import errors
 from tests.conftest import cancel_unfinished, client_for
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -155,3 +158,32 @@ def test_verify_webhook_accepts_what_the_reference_library_signs() -> None:
         verify_webhook(headers, body, secret, now=stamp.timestamp() + 3600)
     with pytest.raises(WebhookVerificationError):
         verify_webhook({"webhook-id": "msg_1"}, body, secret)
+
+
+def test_both_clients_offer_the_same_methods_with_the_same_parameters() -> None:
+    def methods(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(member)
+            for name, member in inspect.getmembers(cls, inspect.isfunction)
+            if not name.startswith("_") and name not in ("close", "aclose")
+        }
+
+    sync, asynchronous = methods(ScenecapClient), methods(AsyncScenecapClient)
+    assert sync.keys() == asynchronous.keys()
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(asynchronous[name].parameters), name
+
+
+def test_client_users_can_catch_the_precise_error(sdk: ScenecapClient) -> None:
+    with pytest.raises(errors.InvalidMediaUrl):
+        sdk.create("data:video/mp4;base64,@@not base64@@")
+
+
+def test_the_client_imports_without_the_server_stack() -> None:
+    code = (
+        "import sys, scenecap.client; "
+        "print([m for m in ('sqlalchemy', 'celery', 'cv2', 'av', 'fastapi', 'pydantic_settings')"
+        " if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

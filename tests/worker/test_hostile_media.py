@@ -158,6 +158,8 @@ def test_hostile_media_gets_its_code(
     assert job["status"] == "FAILED"
     assert job["error"]["code"] == code, job["error"]
     assert job["error"]["message"]
+    # The message names the media, never a path of ours (the worker's temp file, say).
+    assert "/tmp" not in job["error"]["message"] and "scenecap-" not in job["error"]["message"]
 
 
 def test_the_worker_lives_on_with_bounded_memory_after_them(

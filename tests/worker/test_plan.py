@@ -1,4 +1,4 @@
-"""Frame planning rules (DESIGN §4.3), as properties."""
+"""Frame planning rules (how many frames, and where), as properties."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ import pytest
 from db import frames as frame_repo
 from db import jobs as job_repo
 from db.keys import create_key
-from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
 from scenecap.core.settings import Settings
 from tests.conftest import ROOT, recreate_database, settings_env, wait_for
 

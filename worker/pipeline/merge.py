@@ -64,7 +64,7 @@ def build_results(
     scene_bounds: dict[int, tuple[float | None, float | None]] | None = None,
     unparsed: set[int] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the `results` object of DESIGN §2 from the captioned frames."""
+    """Assemble a job's `results` (docs/api.md) from the captioned frames."""
     results: dict[str, Any] = {"description": description}
     for metadata_type in metadata_types:
         results[metadata_type] = merge_type(frames, metadata_type)

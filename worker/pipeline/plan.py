@@ -28,7 +28,7 @@ class Scene:
 
 
 def frame_count(max_frames: int, budget: int) -> int:
-    """N = min(60, max_frames, budget): the caption budget of DESIGN §4.3."""
+    """N = min(60, max_frames, budget): budget is how many captions fit the summary's context."""
     return max(1, min(MAX_FRAMES, max_frames, budget))
 
 
