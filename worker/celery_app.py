@@ -16,11 +16,8 @@ from scenecap.core.tasks import MEDIA_QUEUE, REAP_JOBS, SWEEP_WEBHOOKS, queue_of
 def broker_config(settings: Settings) -> dict[str, Any]:
     """Broker URL and options; `embedded` is kombu's filesystem transport (no server)."""
     if settings.broker_url != "embedded":
-        redis_url = settings.broker_url.startswith(("redis://", "rediss://"))
         return {
             "broker_url": settings.broker_url,
-            # kombu takes a transport class by path: ours publishes more cheaply.
-            **({"broker_transport": "worker.broker:Transport"} if redis_url else {}),
             # Redelivery of unacked tasks after a lost worker waits this long; the lease
             # reaper usually notices sooner.
             "broker_transport_options": {"visibility_timeout": 3600},
