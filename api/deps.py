@@ -14,6 +14,7 @@ from api.auth import Caller
 from api.services.media_check import MediaInspector
 from scenecap.core.errors import Unauthenticated
 from scenecap.core.settings import Settings
+from scenecap.store import MediaStore
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -57,6 +58,11 @@ async def get_inspector(request: Request) -> MediaInspector:
     return request.app.state.inspector
 
 
+async def get_store(request: Request) -> MediaStore:
+    return request.app.state.store
+
+
 CallerDep = Annotated[Caller, Depends(get_caller)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 InspectorDep = Annotated[MediaInspector, Depends(get_inspector)]
+StoreDep = Annotated[MediaStore, Depends(get_store)]

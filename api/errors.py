@@ -124,9 +124,11 @@ class BodySizeLimit:
     raised while FastAPI reads it would surface as a 400.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, streamed: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Paths that stream their bodies and enforce a limit of their own (uploads).
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,8 +136,9 @@ class BodySizeLimit:
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
-        if declared is None and b"transfer-encoding" not in headers:
-            await self.app(scope, receive, send)  # no body (a GET): nothing to count
+        no_body = declared is None and b"transfer-encoding" not in headers  # a GET
+        if no_body or scope["path"] in self.streamed:
+            await self.app(scope, receive, send)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)

@@ -12,12 +12,13 @@ import scenecap
 from api.auth import KeyCache
 from api.errors import BodySizeLimit, install_error_handlers
 from api.ratelimit import RateLimiter
-from api.routes import categories, completions, health, live, metrics, webhooks
+from api.routes import categories, completions, health, live, metrics, uploads, webhooks
 from api.routes.metrics import MetricsCache
 from api.services.media_check import MediaInspector
 from db.reads import Reads
 from db.session import make_engine, make_session_factory
 from scenecap.core.settings import Settings, get_settings
+from scenecap.store import open_store
 from worker.submit import JobQueue
 
 # Starlette runs sync routes and dependencies on anyio's thread pool (40 threads by default).
@@ -68,12 +69,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyCache(app.state.reader, settings.key_cache_seconds)
     app.state.metrics = MetricsCache(settings.metrics_cache_seconds)
     app.state.inspector = MediaInspector(settings)
+    app.state.store = open_store(settings)
     limited = settings.rate_limit_per_minute > 0 and settings.broker_url.startswith("redis")
     app.state.rate_limiter = (
         RateLimiter(settings.broker_url, settings.rate_limit_per_minute) if limited else None
     )
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_request_bytes, streamed=(uploads.PATH,)
+    )
     # Routes are matched in order: the ones clients poll come first.
     app.include_router(categories.router)
     app.include_router(health.router)
@@ -81,4 +85,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.router)
     app.include_router(completions.router)
     app.include_router(webhooks.router)
+    app.include_router(uploads.router)
     return app

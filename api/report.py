@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 from api.schemas import JobOut
 from db.models import JobFrame
 from scenecap.core.enums import JobStatus
+from scenecap.core.errors import StoredObjectMissing
+from scenecap.store import MediaStore, paths
 
 _STYLE = """
 :root { font-family: system-ui, sans-serif; color: #1d2433; background: #f6f7fb; }
@@ -71,13 +74,21 @@ class ReportFrame:
     thumbnail: bytes | None
 
     @classmethod
-    def of(cls, row: JobFrame) -> ReportFrame:
+    def of(cls, row: JobFrame, thumbnail: bytes | None) -> ReportFrame:
         scene = (
             (row.scene_start, row.scene_end)
             if row.scene_start is not None and row.scene_end is not None
             else None
         )
-        return cls(row.index, row.timestamp, row.caption, row.frame_metadata, scene, row.thumbnail)
+        return cls(row.index, row.timestamp, row.caption, row.frame_metadata, scene, thumbnail)
+
+
+def thumbnail_of(store: MediaStore, job_id: uuid.UUID, index: int) -> bytes | None:
+    """A frame's thumbnail from the store (None if it is gone: the page shows the caption)."""
+    try:
+        return store.get(paths.thumbnail(job_id, index))
+    except StoredObjectMissing:
+        return None
 
 
 def clock(seconds: float) -> str:

@@ -134,6 +134,17 @@ class ShareLink(BaseModel):
     expires_at: datetime
 
 
+class UploadOut(BaseModel):
+    """A file received by POST /v2/media/uploads: submit it as `media_url` until it expires."""
+
+    upload_id: uuid.UUID
+    media_url: str
+    bytes: int
+    sha256: str
+    content_type: str
+    expires_at: datetime
+
+
 class ImageResult(BaseModel):
     """An image answered inline by POST /v2/media/categories."""
 

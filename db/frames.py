@@ -8,19 +8,15 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
 
 from db.models import JobFrame, JobStageTiming
 from db.session import dialect_insert
 from scenecap.core.enums import JobStage
 
 
-def stored_frames(
-    session: Session, job_id: uuid.UUID, *, with_thumbnails: bool = False
-) -> list[JobFrame]:
+def stored_frames(session: Session, job_id: uuid.UUID) -> list[JobFrame]:
     query = select(JobFrame).where(JobFrame.job_id == job_id).order_by(JobFrame.index)
-    if with_thumbnails:
-        query = query.options(undefer(JobFrame.thumbnail))
     return list(session.scalars(query))
 
 

@@ -4,10 +4,10 @@ job is never overwritten by a late worker write."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, case, func, insert, or_, select, update
+from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from db import webhooks
@@ -241,3 +241,34 @@ def cancel_active_jobs(session: Session, api_key_id: uuid.UUID) -> int:
         select(Job.id).where(Job.api_key_id == api_key_id, Job.status.in_(ACTIVE))
     )
     return sum(cancel_job(session, job_id) for job_id in list(active))
+
+
+def purge_job(session: Session, job_id: uuid.UUID) -> None:
+    """Delete a job row; its frames, timings and webhook log go with it (ON DELETE CASCADE)."""
+    session.execute(delete(Job).where(Job.id == job_id))
+
+
+def clear_media_data(session: Session, job_id: uuid.UUID) -> None:
+    """Forget a data: URI's bytes once the media store holds them."""
+    session.execute(update(Job).where(Job.id == job_id).values(media_data=None))
+
+
+def jobs_with_expired_media(
+    session: Session, ended_before: datetime, limit: int = 500
+) -> list[uuid.UUID]:
+    """Jobs that ended before the time and whose fetched media is still stored."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .where(
+                Job.completed_at < ended_before,
+                Job.media_deleted_at.is_(None),
+                Job.status.in_((JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)),
+            )
+            .limit(limit)
+        )
+    )
+
+
+def mark_media_deleted(session: Session, job_ids: list[uuid.UUID]) -> None:
+    session.execute(update(Job).where(Job.id.in_(job_ids)).values(media_deleted_at=utcnow()))

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -65,6 +66,7 @@ class Job(Base):
         UniqueConstraint("api_key_id", "idempotency_key", name="uq_jobs_api_key_idempotency"),
         Index("ix_jobs_owner_created", "api_key_id", "created_at", "id"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        Index("ix_jobs_media_retention", "media_deleted_at", "completed_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -77,7 +79,8 @@ class Job(Base):
     percent_complete: Mapped[int] = mapped_column(Integer, default=0)
 
     media_url: Mapped[str] = mapped_column(Text)
-    # The bytes of a data: URI submission; deferred so listing jobs never loads them.
+    # The bytes of a data: URI submission until a worker moves them to the media store;
+    # deferred so listing jobs never loads them.
     media_data: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     media_type: Mapped[str] = mapped_column(String(8))
     requested_metadata: Mapped[list[str]] = mapped_column(JSON)
@@ -104,6 +107,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When MEDIA_RETENTION_HOURS removed the job's fetched media from the store.
+    media_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     frames: Mapped[list[JobFrame]] = relationship(
         back_populates="job", lazy="raise", order_by="JobFrame.index"
@@ -134,11 +139,24 @@ class JobFrame(Base):
     # Wall seconds of the vision call that answered, and the failed attempts before it.
     vision_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     vision_retries: Mapped[int] = mapped_column(Integer, default=0)
-    # A small JPEG kept with the job for its report (deferred: lists never load it).
-    thumbnail: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="frames", lazy="raise")
+
+
+class Upload(Base):
+    """A file sent to POST /v2/media/uploads; its bytes are in the media store."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_expires_at", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class JobStageTiming(Base):

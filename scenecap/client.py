@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import httpx
@@ -32,8 +33,10 @@ from api.schemas import (
     JobList,
     JobOut,
     ShareLink,
+    UploadOut,
 )
 from scenecap.core.errors import WaitTimeout, error_for_code
+from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.signing import WebhookVerificationError, verify_webhook
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "JobEvent",
     "JobOptions",
     "ScenecapClient",
+    "UploadProgress",
     "WaitTimeout",
     "WebhookVerificationError",
     "verify_webhook",
@@ -84,6 +88,7 @@ class Call(Generic[T]):
     json: Any = None
     params: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    content: Any = None  # a request body streamed from an iterator (uploads)
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -154,8 +159,46 @@ class _Calls:
         return Call("POST", "/v2/media/completions", _model(CompletionResponse), json=body)
 
     @staticmethod
+    def upload(file: _UploadFile, content: Any) -> Call[UploadOut]:
+        headers = {"Content-Type": file.content_type, "Content-Length": str(file.size)}
+        return Call(
+            "POST", "/v2/media/uploads", _model(UploadOut), headers=headers, content=content
+        )
+
+    @staticmethod
     def events_path(job_id: str | uuid.UUID) -> str:
         return f"/v2/media/categories/{job_id}/events"
+
+
+UploadProgress = Callable[[int, int], None]  # (bytes sent, bytes in all)
+
+
+@dataclass(frozen=True)
+class _UploadFile:
+    """A local file to upload: its size, its type (from its first bytes), how to read it."""
+
+    path: Path
+    size: int
+    content_type: str
+
+    @classmethod
+    def of(cls, path: str | Path) -> _UploadFile:
+        path = Path(path)
+        with path.open("rb") as media:
+            sniffed = sniff_media(media.read(SNIFF_BYTES))  # refused here, not after the upload
+        return cls(path, path.stat().st_size, sniffed.mime)
+
+    def chunks(self, progress: UploadProgress | None) -> Iterator[bytes]:
+        sent = 0
+        with self.path.open("rb") as media:
+            while chunk := media.read(_UPLOAD_CHUNK):
+                sent += len(chunk)
+                yield chunk
+                if progress is not None:
+                    progress(sent, self.size)
+
+
+_UPLOAD_CHUNK = 1024 * 1024
 
 
 class _EventParser:
@@ -233,7 +276,12 @@ class ScenecapClient:
     def _send(self, call: Call[T]) -> T:
         return call.parse(
             self._http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                call.method,
+                call.path,
+                json=call.json,
+                params=call.params,
+                headers=call.headers,
+                content=call.content,
             )
         )
 
@@ -261,6 +309,12 @@ class ScenecapClient:
         """POST /v2/media/completions (OpenAI chat-completions shape; options: model,
         temperature, max_tokens)."""
         return self._send(_Calls.complete(messages, options))
+
+    def upload(self, path: str | Path, *, progress: UploadProgress | None = None) -> UploadOut:
+        """Send a local video or image; submit its `media_url` (upload://<id>) as a job's.
+        `progress(sent, total)` is told of each megabyte sent."""
+        file = _UploadFile.of(path)
+        return self._send(_Calls.upload(file, file.chunks(progress)))
 
     def wait(
         self,
@@ -320,7 +374,12 @@ class AsyncScenecapClient:
     async def _send(self, call: Call[T]) -> T:
         return call.parse(
             await self._http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                call.method,
+                call.path,
+                json=call.json,
+                params=call.params,
+                headers=call.headers,
+                content=call.content,
             )
         )
 
@@ -347,6 +406,17 @@ class AsyncScenecapClient:
         self, messages: Sequence[Mapping[str, Any]], **options: Any
     ) -> CompletionResponse:
         return await self._send(_Calls.complete(messages, options))
+
+    async def upload(
+        self, path: str | Path, *, progress: UploadProgress | None = None
+    ) -> UploadOut:
+        file = _UploadFile.of(path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for chunk in file.chunks(progress):  # local reads of a megabyte: brief
+                yield chunk
+
+        return await self._send(_Calls.upload(file, chunks()))
 
     async def wait(
         self,

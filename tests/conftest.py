@@ -148,6 +148,15 @@ def media_server(media_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """SeaweedFS, started for the session the first time a test needs S3."""
+    from tests.seaweedfs import seaweedfs
+
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def fake_vlm_server() -> Iterator[FakeVLMServer]:
     server = FakeVLMServer().start()
     yield server
@@ -176,9 +185,10 @@ def fake_vlm(fake_vlm_server: FakeVLMServer, session_factory: Any) -> Iterator[A
 
 
 @pytest.fixture(scope="session")
-def settings(fake_vlm_server: FakeVLMServer) -> Settings:
+def settings(fake_vlm_server: FakeVLMServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         environment="test",
+        media_store=f"file://{tmp_path_factory.mktemp('store')}",
         database_url=recreate_database(TEST_DATABASE),
         broker_url=REDIS_URL,
         vision_backend="openai",

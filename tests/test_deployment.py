@@ -41,7 +41,7 @@ def test_compose_commands_are_real_cli_commands() -> None:
             assert command[1] == expected[name], f"{name} runs scenecap {command[1]}"
             build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown option
             assert service["environment"]["SCENECAP_ENVIRONMENT"] == "production", name
-        elif name not in ("postgres", "redis", "flower"):
+        elif name not in ("postgres", "redis", "seaweedfs", "flower"):
             raise AssertionError(f"{name} runs neither scenecap nor a known server: {command}")
 
 
@@ -82,10 +82,17 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def test_compose_points_the_app_at_postgres_and_redis() -> None:
-    environment = compose()["services"]["api"]["environment"]
+def test_compose_points_the_app_at_postgres_redis_and_the_s3_store() -> None:
+    services = compose()["services"]
+    environment = services["api"]["environment"]
     assert environment["SCENECAP_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert environment["SCENECAP_BROKER_URL"].startswith("redis://")
+    assert environment["SCENECAP_MEDIA_STORE"].endswith("s3://scenecap/media}")
+    assert "seaweedfs:8333" in environment["SCENECAP_S3_ENDPOINT_URL"]
+    weed = services["seaweedfs"]["command"]
+    assert weed[0] == "mini" and "-bucket=scenecap" in weed and "healthcheck" in services["seaweedfs"]
+    for name in ("api", "worker", "beat"):
+        assert services[name]["environment"]["AWS_ACCESS_KEY_ID"], name
 
 
 def test_dockerfile_copies_every_package() -> None:

@@ -4,7 +4,7 @@
             │
     api ────┼──── worker                api may use worker.submit (sending work) and no more
             │     migrations            the schema's history, and applying it
-           db
+           db     scenecap.store        the media store (a folder, or S3)
             │
     scenecap.core                       settings, errors, URL safety, media, signing, logs
 
@@ -25,18 +25,21 @@ PACKAGES = ("scenecap", "db", "worker", "api", "migrations")
 # What each layer may import (besides itself and third-party packages).
 ALLOWED = {
     "core": {"core"},
+    "store": {"core"},
     "db": {"core"},
-    "migrations": {"core", "db"},
-    "worker": {"core", "db"},
-    "api": {"core", "db", "worker.submit"},
+    "migrations": {"core", "store", "db"},
+    "worker": {"core", "store", "db"},
+    "api": {"core", "store", "db", "worker.submit"},
     "client": {"core", "api.schemas"},
-    "cli": {"core", "db", "migrations", "worker", "api", "client"},
+    "cli": {"core", "store", "db", "migrations", "worker", "api", "client"},
 }
 
 
 def layer(module: str) -> str:
     if module.startswith(("scenecap.core", "scenecap.__init__")) or module == "scenecap":
         return "core"
+    if module.startswith("scenecap.store"):
+        return "store"
     if module.startswith("scenecap.cli"):
         return "cli"
     if module == "scenecap.client":

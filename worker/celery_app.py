@@ -10,7 +10,7 @@ from celery import Celery, signals
 
 from scenecap.core.logs import log_config
 from scenecap.core.settings import Settings, get_settings
-from scenecap.core.tasks import MEDIA_QUEUE, REAP_JOBS, SWEEP_WEBHOOKS, queue_of
+from scenecap.core.tasks import EXPIRE_MEDIA, MEDIA_QUEUE, REAP_JOBS, SWEEP_WEBHOOKS, queue_of
 
 
 def broker_config(settings: Settings) -> dict[str, Any]:
@@ -73,6 +73,10 @@ def create_celery(settings: Settings) -> Celery:
             "sweep-webhook-outbox": {
                 "task": SWEEP_WEBHOOKS,
                 "schedule": float(settings.reaper_interval_seconds),
+            },
+            "expire-stored-media": {
+                "task": EXPIRE_MEDIA,
+                "schedule": float(settings.retention_interval_seconds),
             },
         },
         enable_utc=True,

@@ -8,41 +8,40 @@ import dataclasses
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from scenecap.core.enums import JobStage
-from scenecap.core.media import decode_data_uri, is_data_uri
+from scenecap.core.errors import MediaUnreachable, StoredObjectMissing
+from scenecap.core.media import SNIFF_BYTES, decode_data_uri, is_data_uri, sniff_media, upload_id
 from scenecap.core.settings import FRAME_PROMPT_TOKENS, Settings
+from scenecap.store import MediaStore, paths
 from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
-from worker.pipeline.fetch import fetch_media
+from worker.pipeline.fetch import fetch_url
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.progress import ProgressReporter
-from worker.vision.base import ChatAnswer, VisionBackend
+from worker.runtime import Runtime
 
 _MIN_TOKENS_PER_FRAME = 64
 
 
 def answer_completion(
-    job_id: uuid.UUID,
-    request: dict[str, Any],
-    backend: VisionBackend,
-    settings: Settings,
-    progress: ProgressReporter,
-    run: Callable[[Coroutine[Any, Any, ChatAnswer]], ChatAnswer],
+    job_id: uuid.UUID, request: dict[str, Any], rt: Runtime, progress: ProgressReporter
 ) -> dict[str, Any]:
     """Return the job's results: {"completion": <an OpenAI chat.completion object>}."""
+    settings = rt.settings
     progress.stage(JobStage.DOWNLOADING)
     max_tokens = int(request.get("max_tokens") or settings.caption_max_tokens)
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-        messages = inline_media(request["messages"], Path(directory), settings, max_tokens)
+        messages = inline_media(
+            request["messages"], Path(directory), settings, max_tokens, rt.store
+        )
     progress.stage(JobStage.CAPTIONING)
-    answer = run(
-        backend.complete(
+    answer = rt.run(
+        rt.backend.complete(
             messages,
             model=request.get("model"),
             temperature=float(request.get("temperature", settings.vlm_temperature)),
@@ -73,12 +72,16 @@ def answer_completion(
 
 
 def inline_media(
-    messages: list[dict[str, Any]], directory: Path, settings: Settings, max_tokens: int
+    messages: list[dict[str, Any]],
+    directory: Path,
+    settings: Settings,
+    max_tokens: int,
+    store: MediaStore,
 ) -> list[dict[str, Any]]:
     """Replace each image_url part by JPEG data URIs: one for an image, sampled frames for a
     video, all sized so the images, the text and the answer fit the model's context."""
     sources = [
-        _fetch(part["image_url"]["url"], directory, n, settings)
+        _fetch(part["image_url"]["url"], directory, n, settings, store)
         for n, part in enumerate(p for m in messages for p in _parts(m) if p["type"] == "image_url")
     ]
     slots = sum(settings.completion_video_frames if kind == "video" else 1 for _p, kind in sources)
@@ -110,12 +113,23 @@ def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
-def _fetch(url: str, directory: Path, number: int, settings: Settings) -> tuple[Path, str]:
-    folder = directory / str(number)
-    folder.mkdir()
-    data = decode_data_uri(url, max_bytes=settings.max_media_bytes) if is_data_uri(url) else None
-    path, sniffed = fetch_media(url, data, folder, settings)
-    return path, sniffed.kind
+def _fetch(
+    url: str, directory: Path, number: int, settings: Settings, store: MediaStore
+) -> tuple[Path, str]:
+    """An image part's media as a file: a data: URI's bytes, an upload, or a download."""
+    path = directory / f"{number}"
+    uploaded = upload_id(url)
+    if is_data_uri(url):
+        path.write_bytes(decode_data_uri(url, max_bytes=settings.max_media_bytes))
+    elif uploaded is not None:
+        try:
+            store.download(paths.upload(uploaded), path)
+        except StoredObjectMissing:
+            raise MediaUnreachable("the upload has expired") from None
+    else:
+        fetch_url(url, path, settings)
+    with path.open("rb") as media:
+        return path, sniff_media(media.read(SNIFF_BYTES)).kind
 
 
 def _as_parts(

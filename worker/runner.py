@@ -12,12 +12,9 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-
-from sqlalchemy.orm import Session, sessionmaker
 
 from db import frames as frame_repo
 from db import jobs
@@ -25,46 +22,29 @@ from db.models import Job, JobFrame
 from scenecap.core.enums import JobKind, JobStage
 from scenecap.core.errors import JobCancelled, ScenecapError, WorkerLost
 from scenecap.core.logs import job_context
+from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
+from scenecap.store import paths
 from worker.completion import answer_completion
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
-from worker.pipeline.fetch import fetch_media
+from worker.pipeline.fetch import job_media
 from worker.pipeline.merge import build_results
 from worker.pipeline.plan import PlannedFrame, frame_count, plan_even, plan_scenes
 from worker.pipeline.probe import MEDIA_INFO, Limits, MediaInfo, probe_media
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.pipeline.scenes import SCENES, detect_scenes
 from worker.progress import ProgressReporter
+from worker.runtime import Runtime
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,
     FrameCaption,
     FrameImage,
     Usage,
-    VisionBackend,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass
-class Runtime:
-    """What a worker process keeps between jobs."""
-
-    settings: Settings
-    session_factory: sessionmaker[Session]
-    backend: VisionBackend
-    worker_id: str
-    loop: asyncio.AbstractEventLoop
-    # Told of every progress write (stage, percent); `scenecap analyze` draws its bar with it.
-    progress_listener: Callable[[JobStage, int], None] | None = None
-    # Read file:// media in place: `scenecap analyze` only, never a worker serving the API.
-    local_files: bool = False
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        # One loop per process keeps the backend's connection pool alive across jobs.
-        return self.loop.run_until_complete(coroutine)
 
 
 @dataclass(frozen=True)
@@ -126,9 +106,7 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
     )
     try:
         if spec.kind == JobKind.COMPLETION and spec.request is not None:
-            results = answer_completion(
-                spec.id, spec.request, rt.backend, rt.settings, progress, rt.run
-            )
+            results = answer_completion(spec.id, spec.request, rt, progress)
             usage = results["completion"]["usage"]
         else:
             results, usage = analyse(spec, rt, progress)
@@ -161,9 +139,20 @@ def analyse(
     sandbox = SandboxLimits.of(settings)
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         progress.stage(JobStage.DOWNLOADING)
-        path, sniffed = fetch_media(
-            spec.media_url, spec.media_data, Path(directory), settings, local_files=rt.local_files
+        path = job_media(
+            spec.id,
+            spec.media_url,
+            spec.media_data,
+            rt.store,
+            Path(directory),
+            settings,
+            local_files=rt.local_files,
         )
+        if spec.media_data is not None:  # the store holds it now: no need to keep two copies
+            with rt.session_factory.begin() as session:
+                jobs.clear_media_data(session, spec.id)
+        with path.open("rb") as media:
+            sniffed = sniff_media(media.read(SNIFF_BYTES))
         is_image = sniffed.kind == "image"
         info = run_sandboxed(
             lambda _send: probe_media(path, Limits.of(settings), is_image=is_image),
@@ -308,6 +297,8 @@ async def caption_frames(
 def _store_frame(
     rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption, seconds: float
 ) -> None:
+    # The thumbnail first: a frame row always has its thumbnail in the store.
+    rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
     with rt.session_factory.begin() as session:
         frame_repo.save_frame(
             session,
@@ -325,7 +316,6 @@ def _store_frame(
             completion_tokens=answer.usage.completion_tokens,
             vision_seconds=seconds,
             vision_retries=answer.retries,
-            thumbnail=frame.thumbnail,
         )
 
 

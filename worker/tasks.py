@@ -10,10 +10,19 @@ from functools import cache
 
 from db.session import make_engine, make_session_factory
 from scenecap.core.settings import get_settings
-from scenecap.core.tasks import DELIVER_WEBHOOK, PROCESS_JOB, REAP_JOBS, SWEEP_WEBHOOKS
+from scenecap.core.tasks import (
+    DELIVER_WEBHOOK,
+    EXPIRE_MEDIA,
+    PROCESS_JOB,
+    REAP_JOBS,
+    SWEEP_WEBHOOKS,
+)
+from scenecap.store import open_store
 from worker.celery_app import celery_app
 from worker.reaper import reap_lapsed_jobs
-from worker.runner import Runtime, run_job
+from worker.retention import expire_stored_media
+from worker.runner import run_job
+from worker.runtime import Runtime
 from worker.submit import JobQueue
 from worker.vision import make_backend
 from worker.webhooks import deliver_event, sweep_due_events
@@ -27,6 +36,7 @@ def runtime() -> Runtime:
     return Runtime(
         settings=settings,
         session_factory=make_session_factory(engine, JobQueue(celery_app).send),
+        store=open_store(settings),
         backend=make_backend(settings),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         loop=asyncio.new_event_loop(),
@@ -44,6 +54,13 @@ def reap_jobs() -> int:
     """Re-queue or fail jobs whose lease lapsed (scheduled by beat)."""
     rt = runtime()
     return reap_lapsed_jobs(rt.session_factory, rt.settings)
+
+
+@celery_app.task(name=EXPIRE_MEDIA, ignore_result=True)
+def expire_media() -> int:
+    """Delete expired uploads and job media past retention (scheduled by beat)."""
+    rt = runtime()
+    return expire_stored_media(rt.session_factory, rt.store, rt.settings)
 
 
 @celery_app.task(name=DELIVER_WEBHOOK, ignore_result=True)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
+from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.responses import DeferredResponse
 from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
@@ -23,6 +23,8 @@ router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
 _AUTH = (errors.Unauthenticated,)
 _SUBMIT_ERRORS = (
     *_AUTH,
+    errors.UploadNotFound,
+    errors.StoreUnavailable,
     errors.MalformedJson,
     errors.ValidationFailed,
     errors.UnsupportedUrlScheme,
@@ -53,6 +55,7 @@ def submit(
     key: CallerDep,
     settings: SettingsDep,
     inspector: InspectorDep,
+    store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     submission = service.submit_job(
@@ -61,6 +64,7 @@ def submit(
         body,
         idempotency_key=idempotency_key,
         inspector=inspector,
+        store=store,
         max_active=settings.max_active_jobs_per_key,
     )
     job_id = submission.job_id
@@ -130,9 +134,31 @@ async def get_job(job_id: str, request: Request, key: CallerDep) -> Response:
 @router.delete(
     "/{job_id}",
     response_model=JobOut,
-    responses=responses(*_AUTH, errors.JobNotFound, errors.JobAlreadyFinished),
-    summary="Cancel a job (a running job stops at its next checkpoint)",
+    responses={
+        204: {"description": "purge=true: the job and everything stored for it are gone"},
+        **responses(
+            *_AUTH,
+            errors.JobNotFound,
+            errors.JobAlreadyFinished,
+            errors.JobNotFinished,
+            errors.StoreUnavailable,
+        ),
+    },
+    summary="Cancel a job (it stops at its next checkpoint); purge=true deletes a finished one",
 )
-def cancel_job(job_id: str, session: SessionDep, key: CallerDep) -> JobOut:
+def cancel_job(
+    job_id: str,
+    session: SessionDep,
+    key: CallerDep,
+    store: StoreDep,
+    purge: Annotated[bool, Query(description="delete a finished job and all it stored")] = False,
+) -> Response:
+    if purge:
+        service.purge_job(session, store, key, job_id)
+        return Response(status_code=204)
     # The cancellation and its webhook outbox row commit together; delivery is queued after.
-    return JobOut.of(service.cancel_job(session, key, job_id))
+    return _json(JobOut.of(service.cancel_job(session, key, job_id)))
+
+
+def _json(view: JobOut) -> Response:
+    return Response(view.model_dump_json(), media_type="application/json")

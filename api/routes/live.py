@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, Credentials, SessionDep, get_caller
+from api.deps import CallerDep, Credentials, SessionDep, StoreDep, get_caller
 from api.errors import responses
-from api.report import ReportFrame, render_report
+from api.report import ReportFrame, render_report, thumbnail_of
 from api.schemas import JobOut, ShareLink, ShareRequest
 from api.services import jobs as service
 from api.services import links
@@ -84,12 +84,13 @@ def job_events_stream(viewed: ViewedJob, request: Request) -> StreamingResponse:
     responses={200: {"content": {"text/html": {}}}, **_VIEW_ERRORS},
     summary="The job as a page: frames with thumbnails and captions, merged results, progress",
 )
-def job_report(viewed: ViewedJob, session: SessionDep) -> HTMLResponse:
+def job_report(viewed: ViewedJob, session: SessionDep, store: StoreDep) -> HTMLResponse:
     job = viewed.job
-    rows = frame_repo.stored_frames(session, job.id, with_thumbnails=True)
+    rows = frame_repo.stored_frames(session, job.id)
     view = JobOut.of(job, timings=service.stage_timings(session, job.id))
     events_url = f"/v2/media/categories/{job.id}/events?token={viewed.token}"
-    page = render_report(view, [ReportFrame.of(row) for row in rows], events_url)
+    frames = [ReportFrame.of(row, thumbnail_of(store, job.id, row.index)) for row in rows]
+    page = render_report(view, frames, events_url)
     return HTMLResponse(page, headers={"Cache-Control": "private, no-store"})
 
 

@@ -17,14 +17,15 @@ from starlette.responses import Response
 from api.auth import Caller
 from api.errors import error_response
 from api.schemas import CompletionRequest
-from api.services.media_check import MediaInspector
+from api.services.media_check import InspectedMedia, MediaInspector
+from api.services.uploads import owned_upload
 from api.services.waiting import wait_for_terminal
 from db import jobs
 from db.models import Job
 from db.session import enqueue
 from scenecap.core.enums import JobKind, JobStatus
 from scenecap.core.errors import CompletionTimeout, ValidationFailed, error_for_code
-from scenecap.core.media import METADATA_TYPES
+from scenecap.core.media import METADATA_TYPES, is_upload_url
 from scenecap.core.tasks import PROCESS_JOB
 
 
@@ -37,7 +38,12 @@ def create_completion(
         raise ValidationFailed(
             "messages: at least one image_url part is needed", {"field": "messages"}
         )
-    inspected = [inspector.inspect(url) for url in urls]
+    inspected = [
+        InspectedMedia.of_upload(owned_upload(session, key, url))
+        if is_upload_url(url)
+        else inspector.inspect(url)
+        for url in urls
+    ]
     job = jobs.create_job(
         session,
         api_key_id=key.id,

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.schemas import CategoriesRequest
-from api.services.media_check import MediaInspector
+from api.services.media_check import InspectedMedia, MediaInspector
+from api.services.uploads import owned_upload
 from api.views import job_body, page_body
 from db import frames as frame_repo
 from db import jobs, keys, views
@@ -27,12 +28,14 @@ from scenecap.core.enums import JobStatus
 from scenecap.core.errors import (
     IdempotencyConflict,
     JobAlreadyFinished,
+    JobNotFinished,
     JobNotFound,
     TooManyActiveJobs,
     ValidationFailed,
 )
-from scenecap.core.media import MediaKind
+from scenecap.core.media import MediaKind, is_upload_url
 from scenecap.core.tasks import PROCESS_JOB
+from scenecap.store import MediaStore, paths
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def submit_job(
     *,
     idempotency_key: str | None,
     inspector: MediaInspector,
+    store: MediaStore,
     max_active: int = 0,
 ) -> Submission:
     """Check the media and store a new PENDING job (or return the idempotent original)."""
@@ -76,12 +80,15 @@ def submit_job(
             f"this key already has {max_active} jobs pending or running; wait for some to end",
             {"limit": max_active, "retry_after": 10},
         )
+    upload = owned_upload(session, key, body.media_url) if is_upload_url(body.media_url) else None
     # Under load, one connection idling through each submission's media check emptied the pool.
     release_connection(session)
-    media = inspector.inspect(body.media_url)
+    media = InspectedMedia.of_upload(upload) if upload else inspector.inspect(body.media_url)
     if body.webhook_url is not None:
         inspector.check_webhook_url(body.webhook_url)
+    job_id = uuid.uuid4()
     fields = {
+        "id": job_id,
         "api_key_id": key.id,
         "media_url": media.display_url,
         "media_data": media.data,
@@ -100,12 +107,14 @@ def submit_job(
     try:
         # A savepoint only with a key: a concurrent request with it may win the INSERT.
         with session.begin_nested() if idempotency_key else contextlib.nullcontext():
-            job_id = jobs.insert_job(session, **fields)
+            jobs.insert_job(session, **fields)
     except IntegrityError:
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key or "")
         if existing is None:
             raise
         return Submission.replayed(_same_request(existing, fingerprint))
+    if upload is not None:  # the job's own copy: the upload may expire before the job ends
+        store.copy(paths.upload(upload.id), paths.media(job_id))
     enqueue(session, PROCESS_JOB, str(job_id))
     return Submission(job_id, JobStatus.PENDING, 0, media.kind, created=True)
 
@@ -117,6 +126,19 @@ def _same_request(job: Job, fingerprint: str) -> Job:
             {"job_id": str(job.id)},
         )
     return job
+
+
+def purge_job(session: Session, store: MediaStore, key: Caller, raw_id: str) -> None:
+    """Delete a finished job of the key: its row, frames, timings, webhook log, and every
+    object stored for it (409 while it runs: cancel it first)."""
+    job = get_job(session, key, raw_id)
+    if not JobStatus(job.status).is_terminal:
+        raise JobNotFinished(
+            f"the job is {job.status}; cancel it before purging it", {"job_id": str(job.id)}
+        )
+    # The store first: if it fails, the row (and so a later purge) is still there.
+    store.delete_prefix(paths.job(job.id))
+    jobs.purge_job(session, job.id)
 
 
 def parse_job_id(raw: str) -> uuid.UUID:

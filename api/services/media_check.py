@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from db.models import Upload
 from scenecap.core.media import (
     SNIFF_BYTES,
     MediaKind,
@@ -23,6 +24,12 @@ class InspectedMedia:
     mime: str
     data: bytes | None  # the decoded bytes of a data: URI
     display_url: str  # what the job shows as media_url (data URIs abbreviated)
+
+    @classmethod
+    def of_upload(cls, upload: Upload) -> InspectedMedia:
+        """An upload was sniffed when it arrived."""
+        kind: MediaKind = "image" if upload.content_type.startswith("image/") else "video"
+        return cls(kind, upload.content_type, None, f"upload://{upload.id}")
 
 
 class MediaInspector:

@@ -24,7 +24,9 @@ from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.core.errors import MediaUnreachable, ScenecapError
 from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
-from worker.runner import Runtime, run_job
+from scenecap.store import open_store
+from worker.runner import run_job
+from worker.runtime import Runtime
 from worker.vision import make_backend
 
 
@@ -53,7 +55,11 @@ def analyze(
     with tempfile.TemporaryDirectory(prefix="scenecap-analyze-") as home:
         # Local use: the operator's own URLs (localhost included) are fair game here.
         settings = settings.model_copy(
-            update={"database_url": f"sqlite:///{home}/analyze.db", "allow_private_urls": True}
+            update={
+                "database_url": f"sqlite:///{home}/analyze.db",
+                "media_store": f"file://{home}/store",
+                "allow_private_urls": True,
+            }
         )
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
@@ -74,6 +80,7 @@ def analyze(
         rt = Runtime(
             settings=settings,
             session_factory=session_factory,
+            store=open_store(settings),
             backend=backend,
             worker_id="analyze",
             loop=loop,

@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("target", metavar="PATH_OR_URL")
     _job_options(analyze)
 
-    submit = commands.add_parser("submit", help="submit a media URL to a running service")
-    submit.add_argument("media_url", metavar="URL")
+    submit = commands.add_parser(
+        "submit", help="submit a media URL (or upload a local file) to a running service"
+    )
+    submit.add_argument("media_url", metavar="URL_OR_PATH")
     submit.add_argument("--wait", action="store_true", help="follow the job live, then print it")
     submit.add_argument(
         "--api-url",

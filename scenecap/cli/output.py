@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from scenecap.core.enums import JobStage
-
 
 class ProgressBar:
     """A bar redrawn in place on a terminal; plain lines (one per stage or 10%) otherwise."""
@@ -18,17 +16,18 @@ class ProgressBar:
         self.tty = stream.isatty()
         self.last: tuple[str, int] = ("", -100)
 
-    def __call__(self, stage: JobStage, percent: int) -> None:
-        label = stage.value.replace("_", " ")
+    def __call__(self, stage: str, percent: int) -> None:
+        """Show the stage (a JobStage, or "uploading") at this percent."""
+        label = stage.replace("_", " ")
         if self.tty:
             filled = self.WIDTH * percent // 100
             bar = "#" * filled + "." * (self.WIDTH - filled)
             self.stream.write(f"\r[{bar}] {percent:3d}%  {label:<18}")
-        elif stage.value != self.last[0] or percent - self.last[1] >= 10:
+        elif stage != self.last[0] or percent - self.last[1] >= 10:
             self.stream.write(f"{percent:3d}%  {label}\n")
         else:
             return
-        self.last = (stage.value, percent)
+        self.last = (str(stage), percent)
         self.stream.flush()
 
     def close(self) -> None:

@@ -3,17 +3,18 @@
     ScenecapError (500 INTERNAL_ERROR)
     ├── MalformedJson (400) · ValidationFailed (422)
     ├── Unauthenticated (401)
-    ├── NotFound (404): JobNotFound, KeyNotFound
+    ├── NotFound (404): JobNotFound, KeyNotFound, UploadNotFound, StoredObjectMissing
     ├── MethodNotAllowed (405)
     ├── WaitTimeout (408, the client's own: a wait ran out)
     ├── Conflict (409): IdempotencyConflict, JobAlreadyFinished, NoWebhookEvent,
-    │                  KeyAmbiguous
+    │                  KeyAmbiguous, JobNotFinished
     ├── RequestTooLarge (413) · MediaTooLarge (413)
     ├── UnsupportedMedia (415)
     ├── RateLimited (429): TooManyActiveJobs
     ├── UrlRejected (422): UnsupportedUrlScheme, UrlNotAllowed, InvalidMediaUrl, MediaUnreachable
     ├── MediaRejected (422): MediaUnreadable, NoVideoStream, DurationTooLong, ResolutionTooLarge
-    ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable
+    ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable,
+    │                             StoreUnavailable
     ├── CompletionTimeout (504)
     ├── WorkerLost (a job's error code only: its worker died on it too often)
     └── JobCancelled (not an HTTP error: the worker's signal to stop at a checkpoint)
@@ -65,6 +66,16 @@ class KeyNotFound(NotFound):
     code = "KEY_NOT_FOUND"
 
 
+class UploadNotFound(NotFound):
+    code = "UPLOAD_NOT_FOUND"
+
+
+class StoredObjectMissing(NotFound):
+    """An object the media store should hold is not there (deleted, or never written)."""
+
+    code = "STORED_OBJECT_MISSING"
+
+
 class MethodNotAllowed(ScenecapError):
     status_code, code = 405, "METHOD_NOT_ALLOWED"
 
@@ -91,6 +102,10 @@ class NoWebhookEvent(Conflict):
 
 class KeyAmbiguous(Conflict):
     code = "KEY_AMBIGUOUS"
+
+
+class JobNotFinished(Conflict):
+    code = "JOB_NOT_FINISHED"
 
 
 class RequestTooLarge(ScenecapError):
@@ -177,6 +192,10 @@ class BrokerUnavailable(ServiceUnavailable):
 
 class VisionBackendUnavailable(ServiceUnavailable):
     code = "VISION_BACKEND_UNAVAILABLE"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    code = "STORE_UNAVAILABLE"
 
 
 class CompletionTimeout(ScenecapError):

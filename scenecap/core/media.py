@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia
+from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia, UploadNotFound
 
 MediaKind = Literal["video", "image"]
 SNIFF_BYTES = 4096
@@ -67,6 +68,24 @@ def decode_data_uri(uri: str, *, max_bytes: int) -> bytes:
 def is_data_uri(url: str) -> bool:
     """Tell whether url is a data: URI rather than a network URL."""
     return url[:5].lower() == "data:"
+
+
+UPLOAD_SCHEME = "upload://"
+
+
+def is_upload_url(url: str) -> bool:
+    """Tell whether url names an upload of this service (`upload://<id>`)."""
+    return url.startswith(UPLOAD_SCHEME)
+
+
+def upload_id(url: str) -> uuid.UUID | None:
+    """The id an `upload://<id>` URL names (None for any other URL); malformed: 404 later."""
+    if not url.startswith(UPLOAD_SCHEME):
+        return None
+    try:
+        return uuid.UUID(url.removeprefix(UPLOAD_SCHEME))
+    except ValueError:
+        raise UploadNotFound(f"no upload {url.removeprefix(UPLOAD_SCHEME)!r}") from None
 
 
 # The metadata types a client may ask for, in the order results list them.

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     # "embedded" selects kombu's filesystem transport under DEV_HOME: no broker process needed.
     broker_url: str = "embedded"
     embedded_broker_dir: Path = DEV_HOME / "broker"
+    # file://<dir> (one machine) or s3://<bucket>/<prefix>; AWS_* variables hold S3 credentials.
+    media_store: str = f"file://{DEV_HOME / 'media'}"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    upload_ttl_hours: float = Field(24.0, gt=0)
+    media_retention_hours: float = Field(24.0, gt=0)
+    retention_interval_seconds: int = Field(300, ge=1)
     # "json": one JSON object per line (for log shippers), with the job id when there is one.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -97,7 +104,14 @@ class Settings(BaseSettings):
         [float(part) for part in value.split(",")]
         return value
 
-    @field_validator("metrics_token", mode="before")
+    @field_validator("media_store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("file://", "s3://")) or value in ("file://", "s3://"):
+            raise ValueError("MEDIA_STORE is file://<folder> or s3://<bucket>/<prefix>")
+        return value
+
+    @field_validator("metrics_token", "s3_endpoint_url", "s3_region", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes an unset variable as "" (`${SCENECAP_METRICS_TOKEN:-}`).

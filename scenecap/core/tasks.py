@@ -7,6 +7,7 @@ WEBHOOKS_QUEUE = "webhooks"
 
 PROCESS_JOB = "scenecap.media.process_job"
 REAP_JOBS = "scenecap.media.reap_jobs"
+EXPIRE_MEDIA = "scenecap.media.expire"
 DELIVER_WEBHOOK = "scenecap.webhooks.deliver"
 SWEEP_WEBHOOKS = "scenecap.webhooks.sweep"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,22 +33,37 @@ def app_with(settings: Settings) -> Iterator[AppWith]:
 
 
 class TestReadiness:
-    def test_ready_when_database_and_broker_answer(self, api_url: str) -> None:
+    def test_ready_when_database_broker_and_store_answer(self, api_url: str) -> None:
         response = httpx.get(f"{api_url}/readyz")
         assert response.status_code == 200
-        assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+        checks = {"database": "ok", "broker": "ok", "store": "ok"}
+        assert response.json() == {"status": "ready", "checks": checks}
 
     def test_503_while_database_is_down(self, app_with: AppWith) -> None:
         response = app_with(database_url=DEAD_DATABASE).get("/readyz")
         assert response.status_code == 503
         error = response.json()["error"]
-        assert error["code"] == "SERVICE_UNAVAILABLE"
-        assert error["details"]["checks"] == {"database": "unavailable", "broker": "ok"}
+        assert error["code"] == "DATABASE_UNAVAILABLE"
+        checks = {"database": "unavailable", "broker": "ok", "store": "ok"}
+        assert error["details"]["checks"] == checks
 
     def test_503_while_broker_is_down(self, app_with: AppWith) -> None:
         response = app_with(broker_url=DEAD_BROKER).get("/readyz")
         assert response.status_code == 503
+        assert response.json()["error"]["code"] == "BROKER_UNAVAILABLE"
         assert response.json()["error"]["details"]["checks"]["broker"] == "unavailable"
+
+    def test_503_while_the_store_refuses(self, app_with: AppWith, tmp_path: Path) -> None:
+        blocked = tmp_path / "not-a-folder"
+        blocked.write_text("a file where the store's folder should be")
+        response = app_with(media_store=f"file://{blocked}").get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "STORE_UNAVAILABLE"
+
+    def test_more_than_one_down_is_service_unavailable(self, app_with: AppWith) -> None:
+        response = app_with(database_url=DEAD_DATABASE, broker_url=DEAD_BROKER).get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
 
 
 class TestDependencyOutages:

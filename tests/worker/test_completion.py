@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from scenecap.core.settings import Settings
+from scenecap.store.local import LocalStore
 from worker.completion import inline_media
 
 
@@ -21,7 +22,8 @@ def frame_times(video: Path, tmp_path: Path, settings: Settings) -> str:
             ],
         }
     ]
-    [message] = inline_media(messages, tmp_path, settings, max_tokens=100)
+    store = LocalStore(f"file://{tmp_path / 'store'}")
+    [message] = inline_media(messages, tmp_path, settings, max_tokens=100, store=store)
     return str(message["content"][0]["text"])
 
 

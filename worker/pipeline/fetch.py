@@ -1,50 +1,72 @@
-"""Fetch the job's media to a temp file and sniff its real type."""
+"""Get a job's media as a local file: fetched once, then read from the media store.
+
+The first attempt fetches it (from its URL, or the data: URI's bytes the job row carried) and
+puts it in the store; every later attempt, on any worker, reads the store instead of going
+back to the origin.
+"""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from scenecap.core.errors import MediaUnreachable
-from scenecap.core.media import SNIFF_BYTES, SniffedType, sniff_media
 from scenecap.core.safehttp import SafeHttpClient, UrlPolicy
 from scenecap.core.settings import Settings
+from scenecap.store import MediaStore, paths
 
 
-def fetch_media(
+def job_media(
+    job_id: uuid.UUID,
     media_url: str,
     media_data: bytes | None,
+    store: MediaStore,
     directory: Path,
     settings: Settings,
     *,
     local_files: bool = False,
-) -> tuple[Path, SniffedType]:
-    """Write the media (uploaded bytes, or the URL's body) to directory; return path and type.
+) -> Path:
+    """The job's media as a file: in the store's own folder, or in `directory`.
 
     `local_files` lets a `file://` URL name a file read in place: only `scenecap analyze`
     passes it (no setting can turn it on for the service, where it would be a hole).
     """
-    path = directory / "media"
     if local_files and media_url.startswith("file://"):
         path = Path(media_url.removeprefix("file://"))
         if not path.is_file():
             raise MediaUnreachable(f"no such file: {path}")
-    elif media_data is not None:
-        path.write_bytes(media_data)
-    else:
-        policy = UrlPolicy(allow_private=settings.allow_private_urls)
-        with (
-            SafeHttpClient(
-                policy,
-                connect_timeout=settings.fetch_connect_timeout_seconds,
-                max_redirects=settings.fetch_max_redirects,
-            ) as client,
-            path.open("wb") as out,
-        ):
-            client.download(
-                media_url,
-                out,
-                max_bytes=settings.max_media_bytes,
-                timeout=settings.fetch_timeout_seconds,
-            )
-    with path.open("rb") as media:
-        return path, sniff_media(media.read(SNIFF_BYTES))
+        return path
+    key = paths.media(job_id)
+    if store.size(key) is None:
+        fetched = directory / "media"
+        if media_data is not None:
+            fetched.write_bytes(media_data)
+        else:
+            fetch_url(media_url, fetched, settings)
+        store.put_file(key, fetched)
+        return fetched
+    stored = store.local_path(key)
+    if stored is not None:
+        return stored
+    copy = directory / "media"
+    store.download(key, copy)
+    return copy
+
+
+def fetch_url(media_url: str, dest: Path, settings: Settings) -> None:
+    """Download a URL through the SSRF-safe client, within the byte and time caps."""
+    policy = UrlPolicy(allow_private=settings.allow_private_urls)
+    with (
+        SafeHttpClient(
+            policy,
+            connect_timeout=settings.fetch_connect_timeout_seconds,
+            max_redirects=settings.fetch_max_redirects,
+        ) as client,
+        dest.open("wb") as out,
+    ):
+        client.download(
+            media_url,
+            out,
+            max_bytes=settings.max_media_bytes,
+            timeout=settings.fetch_timeout_seconds,
+        )

@@ -1,0 +1,101 @@
+"""Uploads: a local file streamed into the media store, checked on the way, usable as
+`upload://<id>` by its key until it expires."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import Caller
+from db import uploads
+from db.models import Upload
+from scenecap.core.enums import utcnow
+from scenecap.core.errors import MediaTooLarge, UploadNotFound
+from scenecap.core.media import SNIFF_BYTES, SniffedType, sniff_media, upload_id
+from scenecap.store import MediaStore, paths
+
+
+@dataclass
+class _Intake:
+    """What is learnt of an upload's bytes while they stream past."""
+
+    limit: int
+    size: int = 0
+    head: bytes = b""
+    sniffed: SniffedType | None = None
+    digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise MediaTooLarge(
+                f"the upload is over the limit of {self.limit} bytes", {"limit": self.limit}
+            )
+        if self.sniffed is None and len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+            if len(self.head) >= SNIFF_BYTES:
+                self.sniffed = sniff_media(self.head)  # refused before more is written
+        self.digest.update(chunk)
+
+
+async def receive_upload(
+    store: MediaStore,
+    session_factory: sessionmaker[Session],
+    key: Caller,
+    body: AsyncIterator[bytes],
+    *,
+    max_bytes: int,
+    ttl_hours: float,
+) -> Upload:
+    """Stream the body into the store, checking size and type as it comes; record it.
+
+    Refused (413 past max_bytes, 415 when the first bytes are neither image nor video): the
+    body stops being read and nothing is left in the store.
+    """
+    intake = _Intake(max_bytes)
+    upload_id = uuid.uuid4()
+
+    async def checked() -> AsyncIterator[bytes]:
+        async for chunk in body:
+            if chunk:
+                intake.take(chunk)
+                yield chunk
+        if intake.sniffed is None:  # shorter than the sniffing window (or empty)
+            intake.sniffed = sniff_media(intake.head)
+
+    await store.put_stream(paths.upload(upload_id), checked())
+    assert intake.sniffed is not None
+    sniffed = intake.sniffed
+
+    def record() -> Upload:
+        with session_factory.begin() as session:
+            return uploads.create_upload(
+                session,
+                id=upload_id,
+                api_key_id=key.id,
+                bytes=intake.size,
+                sha256=intake.digest.hexdigest(),
+                content_type=sniffed.mime,
+                expires_at=utcnow() + timedelta(hours=ttl_hours),
+            )
+
+    try:
+        return await run_in_threadpool(record)
+    except BaseException:
+        await run_in_threadpool(store.delete_prefix, paths.upload(upload_id))
+        raise
+
+
+def owned_upload(session: Session, key: Caller, url: str) -> Upload:
+    """The upload an `upload://<id>` URL names, if it is the key's and has not expired."""
+    found = upload_id(url)
+    upload = uploads.get_owned_upload(session, found, key.id) if found else None
+    if upload is None:
+        raise UploadNotFound(f"no upload {url.removeprefix('upload://')!r} for this key")
+    return upload

@@ -1,0 +1,93 @@
+"""The media store's interface and where each thing lives in it (scenecap.store says why)."""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+
+
+class paths:
+    """Where each thing lives in the store."""
+
+    @staticmethod
+    def job(job_id: uuid.UUID) -> str:
+        return f"jobs/{job_id}/"
+
+    @staticmethod
+    def media(job_id: uuid.UUID) -> str:
+        return f"jobs/{job_id}/media"
+
+    @staticmethod
+    def thumbnail(job_id: uuid.UUID, index: int) -> str:
+        return f"jobs/{job_id}/thumbnails/{index}.jpg"
+
+    @staticmethod
+    def upload(upload_id: uuid.UUID) -> str:
+        return f"uploads/{upload_id}"
+
+
+class MediaStore(ABC):
+    """Objects by key. Failures to reach the store raise StoreUnavailable; a missing object
+    raises StoredObjectMissing (or gives None where the method says so)."""
+
+    url: str
+
+    @abstractmethod
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> None:
+        """Store what the chunks add up to; if the iterator raises, store nothing."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Store a local file (streamed)."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store a small object."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """A small object's bytes."""
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A seekable reader: each read fetches only the range it needs."""
+
+    @abstractmethod
+    def download(self, key: str, dest: Path) -> None:
+        """Stream an object into a local file."""
+
+    @abstractmethod
+    def copy(self, source: str, dest: str) -> None:
+        """Copy an object within the store (server-side where the store can)."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """The object's size, or None if there is no such object."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with prefix."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with prefix; return how many there were."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers (and accepts our credentials)."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The object's own file, when the store is a local folder (read it in place)."""
+        return None

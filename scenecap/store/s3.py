@@ -1,0 +1,161 @@
+"""The media store in an S3 bucket (`s3://<bucket>/<prefix>`): AWS S3 or any S3-compatible
+server (SeaweedFS, MinIO, Ceph, R2) at SCENECAP_S3_ENDPOINT_URL.
+
+obstore (Rust's object_store) does the talking: multipart uploads fed by a stream, ranged
+reads behind a file-like object, batched deletes; credentials come from the standard AWS_*
+variables (or the instance's role). Why obstore rather than boto3: README, "Media store".
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import obstore
+from obstore.exceptions import BaseError, NotFoundError
+from obstore.store import S3Store as ObjectStore
+
+from scenecap.core.errors import StoredObjectMissing, StoreUnavailable
+from scenecap.store.base import CHUNK, MediaStore, StoredObject
+
+T = TypeVar("T")
+_DELETE_BATCH = 1000  # what one S3 DeleteObjects request takes
+
+
+class S3Store(MediaStore):
+    def __init__(self, url: str, *, endpoint_url: str | None, region: str | None) -> None:
+        self.url = url
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        options: dict[str, Any] = {}
+        if endpoint_url:
+            options["endpoint"] = endpoint_url
+            options["allow_http"] = endpoint_url.startswith("http://")
+            # Path-style addressing: S3-compatible servers rarely have wildcard DNS.
+            options["virtual_hosted_style_request"] = False
+        if region:
+            options["region"] = region
+        self.store = ObjectStore(
+            bucket,
+            prefix=prefix.strip("/") or None,
+            # Fail within seconds when the store is down: object_store's defaults retry
+            # for up to three minutes, which /readyz and a waiting upload cannot afford.
+            client_options={"connect_timeout": "5s", "timeout": "120s"},
+            retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=15)},
+            **options,
+        )
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> None:
+        # Multipart under the hood; an iterator that raises aborts it, leaving no object.
+        await _guard_async(key, obstore.put_async(self.store, key, chunks, chunk_size=8 * CHUNK))
+
+    def put_file(self, key: str, path: Path) -> None:
+        _guard(key, lambda: obstore.put(self.store, key, path, chunk_size=8 * CHUNK))
+
+    def put(self, key: str, data: bytes) -> None:
+        _guard(key, lambda: obstore.put(self.store, key, data))
+
+    def get(self, key: str) -> bytes:
+        return _guard(key, lambda: bytes(obstore.get(self.store, key).bytes()))
+
+    def open(self, key: str) -> BinaryIO:
+        reader = _guard(key, lambda: obstore.open_reader(self.store, key, buffer_size=CHUNK))
+        return _RangedReader(reader)  # type: ignore[return-value]
+
+    def download(self, key: str, dest: Path) -> None:
+        def stream() -> None:
+            with dest.open("wb") as out:
+                for chunk in obstore.get(self.store, key).stream(min_chunk_size=CHUNK):
+                    out.write(chunk)
+
+        _guard(key, stream)
+
+    def copy(self, source: str, dest: str) -> None:
+        _guard(source, lambda: obstore.copy(self.store, source, dest))
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(_guard(key, lambda: obstore.head(self.store, key))["size"])
+        except StoredObjectMissing:
+            return None
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        batches = _guard(prefix, lambda: obstore.list(self.store, prefix=prefix))
+        try:
+            for batch in batches:
+                for meta in batch:
+                    yield StoredObject(str(meta["path"]), int(meta["size"]))
+        except BaseError as exc:
+            raise StoreUnavailable(f"the media store failed: {type(exc).__name__}") from None
+
+    def delete_prefix(self, prefix: str) -> int:
+        doomed = [item.key for item in self.list(prefix)]
+        for start in range(0, len(doomed), _DELETE_BATCH):
+            batch = doomed[start : start + _DELETE_BATCH]
+            _guard(prefix, lambda batch=batch: obstore.delete(self.store, batch))  # type: ignore[misc]
+        return len(doomed)
+
+    def ping(self) -> None:
+        # Listing needs the bucket to exist and the credentials to be accepted.
+        batches = _guard("", lambda: obstore.list(self.store, prefix="", chunk_size=1))
+        try:
+            next(iter(batches), None)
+        except BaseError as exc:
+            raise StoreUnavailable(f"the media store failed: {type(exc).__name__}") from None
+
+
+class _RangedReader(io.RawIOBase):
+    """obstore's reader as a plain binary file (bytes, not obstore's Bytes): each read past
+    its megabyte buffer is one ranged GET."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self.reader.read(None if size < 0 else size))
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return int(self.reader.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.reader.tell())
+
+    def close(self) -> None:
+        self.reader.close()
+        super().close()
+
+
+def _guard(key: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (NotFoundError, FileNotFoundError):
+        raise StoredObjectMissing(f"the store has no {key}") from None
+    except (BaseError, OSError) as exc:
+        raise StoreUnavailable(f"the media store failed: {_reason(exc)}") from None
+
+
+async def _guard_async(key: str, call: Any) -> None:
+    try:
+        await call
+    except (NotFoundError, FileNotFoundError):
+        raise StoredObjectMissing(f"the store has no {key}") from None
+    except (BaseError, OSError) as exc:
+        raise StoreUnavailable(f"the media store failed: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    # object_store's messages are long and carry request details; the first line suffices.
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
