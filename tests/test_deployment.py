@@ -90,7 +90,9 @@ def test_compose_points_the_app_at_postgres_redis_and_the_s3_store() -> None:
     assert environment["SCENECAP_MEDIA_STORE"].endswith("s3://scenecap/media}")
     assert "seaweedfs:8333" in environment["SCENECAP_S3_ENDPOINT_URL"]
     weed = services["seaweedfs"]["command"]
-    assert weed[0] == "mini" and "-bucket=scenecap" in weed and "healthcheck" in services["seaweedfs"]
+    assert (
+        weed[0] == "mini" and "-bucket=scenecap" in weed and "healthcheck" in services["seaweedfs"]
+    )
     for name in ("api", "worker", "beat"):
         assert services[name]["environment"]["AWS_ACCESS_KEY_ID"], name
 

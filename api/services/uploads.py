@@ -19,19 +19,22 @@ from scenecap.core.enums import utcnow
 from scenecap.core.errors import MediaTooLarge, UploadNotFound
 from scenecap.core.media import SNIFF_BYTES, SniffedType, sniff_media, upload_id
 from scenecap.store import MediaStore, paths
+from scenecap.store.base import ThreadedSink
 
 
 @dataclass
 class _Intake:
-    """What is learnt of an upload's bytes while they stream past."""
+    """What is learnt of an upload's bytes while they stream past (the hashing runs on a
+    thread of its own: on the event loop it halved the upload's speed)."""
 
     limit: int
     size: int = 0
     head: bytes = b""
     sniffed: SniffedType | None = None
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)
+    hasher: ThreadedSink | None = None
 
-    def take(self, chunk: bytes) -> None:
+    async def take(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.limit:
             raise MediaTooLarge(
@@ -41,7 +44,13 @@ class _Intake:
             self.head += chunk[: SNIFF_BYTES - len(self.head)]
             if len(self.head) >= SNIFF_BYTES:
                 self.sniffed = sniff_media(self.head)  # refused before more is written
-        self.digest.update(chunk)
+        self.hasher = self.hasher or ThreadedSink(self.digest.update)
+        await self.hasher.put(chunk)
+
+    async def sha256(self) -> str:
+        if self.hasher is not None:
+            await self.hasher.close()
+        return self.digest.hexdigest()
 
 
 async def receive_upload(
@@ -64,12 +73,15 @@ async def receive_upload(
     async def checked() -> AsyncIterator[bytes]:
         async for chunk in body:
             if chunk:
-                intake.take(chunk)
+                await intake.take(chunk)
                 yield chunk
         if intake.sniffed is None:  # shorter than the sniffing window (or empty)
             intake.sniffed = sniff_media(intake.head)
 
-    await store.put_stream(paths.upload(upload_id), checked())
+    try:
+        await store.put_stream(paths.upload(upload_id), checked())
+    finally:
+        sha256 = await intake.sha256()
     assert intake.sniffed is not None
     sniffed = intake.sniffed
 
@@ -80,7 +92,7 @@ async def receive_upload(
                 id=upload_id,
                 api_key_id=key.id,
                 bytes=intake.size,
-                sha256=intake.digest.hexdigest(),
+                sha256=sha256,
                 content_type=sniffed.mime,
                 expires_at=utcnow() + timedelta(hours=ttl_hours),
             )

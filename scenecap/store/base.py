@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -91,3 +94,40 @@ class MediaStore(ABC):
     def local_path(self, key: str) -> Path | None:
         """The object's own file, when the store is a local folder (read it in place)."""
         return None
+
+
+class ThreadedSink:
+    """Hands chunks to a function (a file's write, a hash's update) on a thread of its own, so
+    the event loop goes on receiving while the last megabytes are written or hashed. The loop
+    waits only when the thread is `limit` bytes behind; the thread's error is raised at close.
+    """
+
+    def __init__(self, consume: Callable[[bytes], object], limit: int = 8 * CHUNK) -> None:
+        self.consume = consume
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max(1, limit // (64 * 1024)))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    async def put(self, chunk: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        try:
+            self.queue.put_nowait(chunk)
+        except queue.Full:
+            await asyncio.to_thread(self.queue.put, chunk)
+
+    async def close(self) -> None:
+        """Wait for the thread to consume everything; raise what it raised."""
+        await asyncio.to_thread(self.queue.put, None)
+        await asyncio.to_thread(self.thread.join)
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.consume(chunk)
+                except BaseException as exc:  # handed to the loop at its next put or close
+                    self.error = exc

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from scenecap.core.errors import StoredObjectMissing, StoreUnavailable
-from scenecap.store.base import CHUNK, MediaStore, StoredObject
+from scenecap.store.base import MediaStore, StoredObject, ThreadedSink
 
 _PARTIAL = ".partial-"
 
@@ -35,15 +34,12 @@ class LocalStore(MediaStore):
         partial = self._partial(final)
         try:
             with partial.open("wb") as out:
-                pending: list[bytes] = []
-                size = 0
-                async for chunk in chunks:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= CHUNK:  # a thread hop per megabyte, not per chunk
-                        await asyncio.to_thread(out.writelines, pending)
-                        pending, size = [], 0
-                await asyncio.to_thread(out.writelines, pending)
+                sink = ThreadedSink(out.write)
+                try:
+                    async for chunk in chunks:
+                        await sink.put(chunk)
+                finally:
+                    await sink.close()
             partial.replace(final)
         except BaseException:
             partial.unlink(missing_ok=True)

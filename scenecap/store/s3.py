@@ -23,6 +23,7 @@ from scenecap.store.base import CHUNK, MediaStore, StoredObject
 
 T = TypeVar("T")
 _DELETE_BATCH = 1000  # what one S3 DeleteObjects request takes
+PART = 5 * CHUNK
 
 
 class S3Store(MediaStore):
@@ -48,11 +49,13 @@ class S3Store(MediaStore):
         )
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> None:
-        # Multipart under the hood; an iterator that raises aborts it, leaving no object.
-        await _guard_async(key, obstore.put_async(self.store, key, chunks, chunk_size=8 * CHUNK))
+        # Multipart under the hood; an iterator that raises aborts it, leaving no object. Parts
+        # of 5 MB (S3's least), four in flight: at most ~20 MB of an upload held in memory.
+        put = obstore.put_async(self.store, key, chunks, chunk_size=PART, max_concurrency=4)
+        await _guard_async(key, put)
 
     def put_file(self, key: str, path: Path) -> None:
-        _guard(key, lambda: obstore.put(self.store, key, path, chunk_size=8 * CHUNK))
+        _guard(key, lambda: obstore.put(self.store, key, path, chunk_size=PART, max_concurrency=4))
 
     def put(self, key: str, data: bytes) -> None:
         _guard(key, lambda: obstore.put(self.store, key, data))
