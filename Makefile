@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store constraints clean
+.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long constraints clean
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh
 # clone installs what was tested; `make constraints` re-resolves it from pyproject.toml.
@@ -40,6 +40,9 @@ bench-captioning: install ## captioning stage against the fake VLM: concurrency 
 
 bench-load: install services ## API under N concurrent clients (real worker, fake VLM): req/s, p50/p99, jobs/s
 	$(BIN)/python -m bench.load
+
+bench-long: install services ## a 60-minute video in segment mode: chunked scene detection, 1 and 2 workers vs ideal, RSS, overhead per segment (BENCH_ARGS=--four-hours)
+	$(BIN)/python -m bench.long $(BENCH_ARGS)
 
 bench-store: install services ## a 1 GB upload through the API into a local folder and S3 (SeaweedFS), vs cp / a direct put
 	$(BIN)/python -m bench.store

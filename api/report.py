@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 
 from api.schemas import JobOut
-from db.models import JobFrame
+from db.models import JobFrame, JobSegment
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import StoredObjectMissing
 from scenecap.store import MediaStore, paths
@@ -35,6 +35,12 @@ h1 { font-size: 1.4rem; margin-bottom: .2rem; word-break: break-all; }
 .timeline .scene { position: absolute; top: 0; bottom: 0; border-left: 2px solid #8854d0; }
 .timeline a { position: absolute; top: .35rem; width: .5rem; height: 1.5rem;
   margin-left: -.25rem; background: #3867d6; border-radius: .2rem; }
+.timeline a.segment { margin-left: 0; border-radius: 0; background: #7f9cf5;
+  border-right: 1px solid white; box-sizing: border-box; }
+.chapters { position: relative; height: 1.6rem; margin-top: 1rem; }
+.chapters div { position: absolute; top: 0; bottom: 0; overflow: hidden; white-space: nowrap;
+  text-overflow: ellipsis; font-size: .8rem; padding: .25rem .4rem; box-sizing: border-box;
+  border-left: 2px solid #8854d0; background: #ece4f7; }
 section { background: white; border-radius: .5rem; padding: 1rem 1.2rem; margin: 1rem 0;
   box-shadow: 0 1px 2px rgba(0,0,0,.06); }
 .chips span { display: inline-block; background: #eef1f7; border-radius: 1rem;
@@ -66,12 +72,25 @@ for (const end of ["completed", "failed", "cancelled"]) {
 
 @dataclass(frozen=True)
 class ReportFrame:
+    """A captioned frame, or in segment mode a captioned segment (`scene` is its span)."""
+
     index: int
     timestamp: float
     caption: str
     metadata: dict[str, Any]
     scene: tuple[float, float] | None
     thumbnail: bytes | None
+
+    @classmethod
+    def of_segment(cls, row: JobSegment, thumbnail: bytes | None) -> ReportFrame:
+        return cls(
+            row.index,
+            row.start,
+            row.caption or "",
+            row.segment_metadata or {},
+            (row.start, row.end),
+            thumbnail,
+        )
 
     @classmethod
     def of(cls, row: JobFrame, thumbnail: bytes | None) -> ReportFrame:
@@ -108,9 +127,12 @@ def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None
         f"<title>scenecap report: {escape(job.media_url[:80])}</title>",
         f"<style>{_STYLE}</style></head><body>",
         _header(job),
-        _timeline(frames, duration, job.use_scenes),
+        _chapters(job, duration),
+        _segment_timeline(frames, duration)
+        if job.segment_seconds
+        else _timeline(frames, duration, job.use_scenes),
         _summary(job),
-        _frames(frames),
+        _frames(frames, "Segments" if job.segment_seconds else "Frames"),
     ]
     if running and events_url is not None:
         parts.append(f"<script>{_LIVE % _js_string(events_url)}</script>")
@@ -166,6 +188,33 @@ def _timeline(frames: list[ReportFrame], duration: float, use_scenes: bool) -> s
     return f"<div class='timeline' aria-label='timeline'>{''.join(marks)}</div>"
 
 
+def _segment_timeline(segments: list[ReportFrame], duration: float) -> str:
+    """One block per captioned segment, as wide as it lasts."""
+    if not segments or duration <= 0:
+        return ""
+    blocks = [
+        f"<a class='segment' href='#frame-{s.index}' title='{clock(s.scene[0])}' "
+        f"style='left:{100 * s.scene[0] / duration:.3f}%;"
+        f"width:{100 * (s.scene[1] - s.scene[0]) / duration:.3f}%'></a>"
+        for s in segments
+        if s.scene is not None
+    ]
+    return f"<div class='timeline' aria-label='timeline'>{''.join(blocks)}</div>"
+
+
+def _chapters(job: JobOut, duration: float) -> str:
+    """The chapters as bands over the timeline, titled."""
+    chapters = (job.results or {}).get("chapters") or []
+    if not chapters or duration <= 0:
+        return ""
+    bands = [
+        f"<div title='{escape(c['summary'])}' style='left:{100 * c['start'] / duration:.3f}%;"
+        f"width:{100 * (c['end'] - c['start']) / duration:.3f}%'>{escape(c['title'])}</div>"
+        for c in chapters
+    ]
+    return f"<div class='chapters' aria-label='chapters'>{''.join(bands)}</div>"
+
+
 def _summary(job: JobOut) -> str:
     results = job.results or {}
     if not results:
@@ -187,7 +236,7 @@ def _summary(job: JobOut) -> str:
     return f"<section id='summary'>{''.join(blocks)}</section>"
 
 
-def _frames(frames: list[ReportFrame]) -> str:
+def _frames(frames: list[ReportFrame], heading: str) -> str:
     cards = []
     for frame in frames:
         image = (
@@ -196,9 +245,12 @@ def _frames(frames: list[ReportFrame]) -> str:
             if frame.thumbnail
             else ""
         )
-        scene = (
-            f" · scene {clock(frame.scene[0])}&ndash;{clock(frame.scene[1])}" if frame.scene else ""
-        )
+        if frame.scene is None:
+            scene = ""
+        elif heading == "Segments":  # a segment's span: from its time shown to its end
+            scene = f" &ndash; {clock(frame.scene[1])}"
+        else:
+            scene = f" · scene {clock(frame.scene[0])}&ndash;{clock(frame.scene[1])}"
         chips = "".join(
             f"<span>{escape(str(value))}</span>"
             for values in frame.metadata.values()
@@ -211,8 +263,8 @@ def _frames(frames: list[ReportFrame]) -> str:
             f"<p class='caption'>{escape(frame.caption)}</p>"
             f"<div class='chips'>{chips}</div></div></article>"
         )
-    heading = f"<h2>Frames ({len(frames)})</h2>"
-    return f"{heading}<div class='frames'>{''.join(cards)}</div>"
+    title = f"<h2>{heading} ({len(frames)})</h2>"
+    return f"{title}<div class='frames'>{''.join(cards)}</div>"
 
 
 def _js_string(value: str) -> str:

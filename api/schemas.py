@@ -6,7 +6,15 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 from scenecap.core.enums import JobStatus, as_utc
 from scenecap.core.media import METADATA_TYPES
@@ -33,6 +41,9 @@ class CategoriesRequest(BaseModel):
     job_tag: str | None = Field(None, max_length=200)
     max_frames: StrictInt = Field(60, ge=1, le=60)
     model: str | None = Field(None, min_length=1, max_length=200)
+    # Segment mode (docs/api.md, "Long videos"): caption every stretch of this many seconds.
+    segment_seconds: StrictFloat | None = Field(None, ge=2, le=600)
+    frames_per_segment: StrictInt = Field(4, ge=1, le=16)
 
     @field_validator("metadata")
     @classmethod
@@ -68,6 +79,8 @@ class JobOut(BaseModel):
     metadata: list[str]
     use_scenes: bool
     max_frames: int
+    segment_seconds: float | None
+    frames_per_segment: int | None
     model: str | None
     job_tag: str | None
     webhook_url: str | None
@@ -96,6 +109,8 @@ class JobOut(BaseModel):
             metadata=job.requested_metadata,
             use_scenes=job.use_scenes,
             max_frames=job.max_frames,
+            segment_seconds=job.segment_seconds,
+            frames_per_segment=job.frames_per_segment if job.segment_seconds else None,
             model=job.model,
             job_tag=job.job_tag,
             webhook_url=job.webhook_url,

@@ -54,6 +54,8 @@ def _document(row: Row, *, with_results: bool) -> dict[str, Any]:
         "metadata": json_text["requested_metadata"],
         "use_scenes": row["use_scenes"],
         "max_frames": row["max_frames"],
+        "segment_seconds": row["segment_seconds"],
+        "frames_per_segment": row["frames_per_segment"] if row["segment_seconds"] else None,
         "model": row["model"],
         "job_tag": row["job_tag"],
         "webhook_url": row["webhook_url"],

@@ -31,10 +31,12 @@ from db.session import make_engine, make_session_factory
 from migrations.apply import upgrade
 from scenecap.cli.sample import write_sample_video
 from scenecap.core.settings import Settings
+from scenecap.store import open_store
 from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.plan import plan_even
 from worker.progress import ProgressReporter
-from worker.runner import Runtime, caption_frames
+from worker.runner import caption_frames
+from worker.runtime import Runtime
 from worker.vision.base import CaptionRequest
 from worker.vision.openai_compat import OpenAIBackend
 
@@ -60,7 +62,14 @@ def time_caption_stage(
         jobs.claim_job(session, job_id, "bench", 600)
     loop = asyncio.new_event_loop()
     backend = OpenAIBackend(settings)
-    rt = Runtime(settings, session_factory, backend, "bench", loop, lambda _id, _delay: None)  # type: ignore[arg-type]
+    rt = Runtime(
+        settings=settings,
+        session_factory=session_factory,  # type: ignore[arg-type]
+        store=open_store(settings),
+        backend=backend,
+        worker_id="bench",
+        loop=loop,
+    )
     progress = ProgressReporter(
         session_factory,
         job_id,

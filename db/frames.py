@@ -26,14 +26,19 @@ def save_frame(session: Session, job_id: uuid.UUID, **fields: Any) -> None:
     session.execute(statement.on_conflict_do_nothing(index_elements=["job_id", "index"]))
 
 
-def record_stage_time(session: Session, job_id: uuid.UUID, stage: str, seconds: float) -> None:
-    """Store how long the job spent in a stage (a retried job's last attempt wins)."""
+def record_stage_time(
+    session: Session, job_id: uuid.UUID, stage: str, seconds: float, *, add: bool = False
+) -> None:
+    """Store how long the job spent in a stage: a retried job's last attempt wins, unless
+    `add` (a segment-mode job's tasks each add their own time)."""
     statement = dialect_insert(session)(JobStageTiming).values(
         job_id=job_id, stage=stage, seconds=seconds
     )
+    total = JobStageTiming.seconds + statement.excluded.seconds if add else None
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=["job_id", "stage"], set_={"seconds": statement.excluded.seconds}
+            index_elements=["job_id", "stage"],
+            set_={"seconds": total if add else statement.excluded.seconds},
         )
     )
 

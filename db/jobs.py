@@ -115,27 +115,39 @@ def record_progress(
     *,
     stage: JobStage,
     percent: int,
-    lease_seconds: int,
+    lease_seconds: int | None,
 ) -> bool:
     """Write stage and percent (never lowering it) and renew the lease.
+
+    Without `lease_seconds` the job is in the hands of its work items (segment mode): it has
+    no lease of its own to renew, and since tasks on many workers report at once, the stage
+    follows the highest percent rather than the last writer.
 
     Returns False when the job is no longer PROCESSING (cancelled or finished elsewhere).
     """
     now = utcnow()
+    values: dict[str, Any] = {
+        "stage": stage,
+        "percent_complete": case(
+            (Job.percent_complete < percent, percent), else_=Job.percent_complete
+        ),
+        "heartbeat_at": now,
+        "updated_at": now,
+    }
+    if lease_seconds is None:
+        values["stage"] = case((Job.percent_complete <= percent, stage), else_=Job.stage)
+    else:
+        values["lease_expires_at"] = now + timedelta(seconds=lease_seconds)
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
-        .values(
-            stage=stage,
-            percent_complete=case(
-                (Job.percent_complete < percent, percent), else_=Job.percent_complete
-            ),
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            updated_at=now,
-        )
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.PROCESSING).values(values)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def hand_over(session: Session, job_id: uuid.UUID) -> None:
+    """The job's work is now in work items with leases of their own: the job keeps none, so
+    neither the reaper nor a duplicate message takes it up again."""
+    session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=None))
 
 
 def set_media_info(session: Session, job_id: uuid.UUID, media_info: dict[str, Any]) -> None:

@@ -86,6 +86,20 @@ class Job(Base):
     requested_metadata: Mapped[list[str]] = mapped_column(JSON)
     use_scenes: Mapped[bool] = mapped_column(Boolean, default=False)
     max_frames: Mapped[int] = mapped_column(Integer, default=60)
+    # Segment mode (docs/architecture.md, "Long videos"): set, the job captions every stretch
+    # of this many seconds with frames_per_segment frames in one request each.
+    segment_seconds: Mapped[float | None] = mapped_column(Float)
+    frames_per_segment: Mapped[int] = mapped_column(Integer, default=4)
+    # The length used: segment_seconds, or longer so the video fits MAX_SEGMENTS.
+    segment_length: Mapped[float | None] = mapped_column(Float)
+    # Images per request, when the model's server said it takes fewer than configured.
+    image_cap: Mapped[int | None] = mapped_column(Integer)
+    # Work items finished, and planned: the transaction that stores the last one queues
+    # what comes next (no task waits or polls for the others).
+    segments_done: Mapped[int] = mapped_column(Integer, default=0)
+    segments_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     model: Mapped[str | None] = mapped_column(String(200))
     webhook_url: Mapped[str | None] = mapped_column(Text)
     job_tag: Mapped[str | None] = mapped_column(String(200))
@@ -157,6 +171,60 @@ class Upload(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobSegment(Base):
+    """A stretch of a segment-mode job's video; captioned (with several frames) or not yet."""
+
+    __tablename__ = "job_segments"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    planned_times: Mapped[list[float]] = mapped_column(JSON)
+    # What was captioned: the frames' real presentation times, the model's answer.
+    frame_times: Mapped[list[float] | None] = mapped_column(JSON)
+    caption: Mapped[str | None] = mapped_column(Text)
+    segment_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    parsed: Mapped[bool] = mapped_column(Boolean, default=True)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    vision_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    vision_retries: Mapped[int] = mapped_column(Integer, default=0)
+    captioned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkItem(Base):
+    """A part of a segment-mode job any worker may take: a chunk of scene detection, the
+    plan, a batch of segments, the summary. Leased and reaped like a job (docs/architecture.md).
+    """
+
+    __tablename__ = "job_work_items"
+    __table_args__ = (Index("ix_job_work_items_status_lease", "status", "lease_expires_at"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    # A batch's segments (first..last), or a scene chunk's number (first == last).
+    first: Mapped[int] = mapped_column(Integer, default=0)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+    # A scene chunk's span in seconds, from one keyframe to the next chunk's.
+    start: Mapped[float | None] = mapped_column(Float)
+    end: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A scene chunk's frame scores (float64 pairs of time and score), for stitching.
+    result: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class JobStageTiming(Base):

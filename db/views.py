@@ -35,6 +35,8 @@ PLAIN_COLUMNS = (
     "media_type",
     "use_scenes",
     "max_frames",
+    "segment_seconds",
+    "frames_per_segment",
     "model",
     "job_tag",
     "webhook_url",

@@ -64,6 +64,8 @@ class JobOptions(TypedDict, total=False):
     job_tag: str
     max_frames: int
     model: str
+    segment_seconds: float  # segment mode: caption every stretch of this many seconds
+    frames_per_segment: int
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,10 @@ def settings(fake_vlm_server: FakeVLMServer, tmp_path_factory: pytest.TempPathFa
         job_lease_seconds=30,
         reaper_interval_seconds=5,
         progress_min_interval_seconds=0.05,
+        # Segment mode spread thin: the 80-second clip's scene detection in four chunks, and
+        # its segments in tasks of three.
+        scene_chunk_seconds=20,
+        segments_per_task=3,
         # Three attempts, each in a new second (webhook-timestamp has one-second resolution).
         webhook_retry_schedule="0,1.1,1.1",
         webhook_timeout_seconds=1.5,

@@ -1,8 +1,10 @@
 """A stand-in for a vision-language model: a real OpenAI chat-completions server on 127.0.0.1.
 
-It validates every request strictly (messages, parts, a decodable JPEG, max_tokens), answers
-deterministically from the image's dominant colour, and can be told to be slow, to fail, to
-answer malformed JSON or to refuse `response_format`.
+It validates every request strictly (messages, parts, decodable JPEGs, max_tokens), answers
+deterministically from the images' dominant colours, and can be told to be slow, to fail, to
+answer malformed JSON or to refuse `response_format`. Like vLLM it can refuse requests over
+its context length (counting image tokens by Qwen2-VL's rule) or with more images than it
+takes, in vLLM's own words.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import base64
 import contextlib
 import http.server
 import json
+import math
+import re
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,12 +45,68 @@ def answer_for(colour: str) -> dict[str, Any]:
     }
 
 
+def segment_answer(colours: list[str]) -> dict[str, Any]:
+    """One answer for several frames: the most common colour sets the scene."""
+    colour = Counter(colours).most_common(1)[0][0]
+    answer = answer_for(colour)
+    answer["caption"] = f"Frames in order: {', '.join(colours)}. " + answer["caption"]
+    answer["tags"] = [*dict.fromkeys(colours), "squares"]
+    return answer
+
+
+_SEGMENT_LINE = re.compile(r"^\[(\d+)\] [\d.]+-[\d.]+ s: (.*)$")
+
+
+def chapters_answer(text: str) -> dict[str, Any]:
+    """Chapters of consecutive segments whose captions name the same colour first."""
+    chapters: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        found = _SEGMENT_LINE.match(line)
+        if not found:
+            continue
+        index, caption = int(found.group(1)), found.group(2)
+        colour = next((c for c in PALETTE if c in caption), "unknown")
+        if chapters and chapters[-1]["colour"] == colour:
+            chapters[-1]["last"] = index
+        else:
+            chapters.append({"first": index, "last": index, "colour": colour})
+    return {
+        "chapters": [
+            {
+                "first": c["first"],
+                "last": c["last"],
+                "title": f"The {c['colour']} part",
+                "summary": f"A {c['colour']} background with a sliding square.",
+            }
+            for c in chapters
+        ]
+    }
+
+
+def prompt_tokens_of(body: dict[str, Any], images: list[bytes]) -> int:
+    """What a Qwen2-VL server counts: ceil(h/28) * ceil(w/28) per image, about four characters
+    of text per token."""
+    text = 0
+    for message in body["messages"]:
+        content = message["content"]
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        text += sum(len(p["text"]) for p in parts if p.get("type") == "text")
+    pixels = 0
+    for image in images:
+        decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_GRAYSCALE)
+        height, width = decoded.shape[:2]
+        pixels += math.ceil(height / 28) * math.ceil(width / 28)
+    return math.ceil(text / 4) + pixels
+
+
 @dataclass
 class RecordedRequest:
     started: float
     finished: float
     colour: str | None
     body: dict[str, Any]
+    colours: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
 
 
 @dataclass
@@ -65,6 +126,10 @@ class FakeVLM:
     in_flight: int = 0
     max_in_flight: int = 0
     work_seconds: float = 0.0  # the fake's own parsing and image analysis, for the benchmark
+    # Like vLLM: refuse a request whose prompt and max_tokens exceed this (None: no limit).
+    context_tokens: int | None = None
+    # Like vLLM without --limit-mm-per-prompt: refuse more images than this (None: no limit).
+    max_images: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -75,25 +140,26 @@ class FakeVLM:
             self.violations.clear()
             self.max_in_flight = 0
             self.work_seconds = 0.0
+            self.context_tokens = self.max_images = None
 
     def image_requests(self) -> list[RecordedRequest]:
         with self.lock:
             return [r for r in self.requests if r.colour is not None]
 
 
-def validate(body: Any) -> tuple[list[str], bytes | None]:
-    """Return the protocol violations in a chat-completions body, and its image if any."""
+def validate(body: Any) -> tuple[list[str], list[bytes]]:
+    """Return the protocol violations in a chat-completions body, and its images."""
     problems: list[str] = []
-    image: bytes | None = None
+    images: list[bytes] = []
     if not isinstance(body, dict):
-        return ["body is not an object"], None
+        return ["body is not an object"], []
     if not isinstance(body.get("model"), str) or not body["model"]:
         problems.append("model missing")
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] <= 0:
         problems.append("max_tokens missing or not a positive integer")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        return [*problems, "messages missing"], None
+        return [*problems, "messages missing"], []
     for message in messages:
         if not isinstance(message, dict) or message.get("role") not in (
             "system",
@@ -120,9 +186,10 @@ def validate(body: Any) -> tuple[list[str], bytes | None]:
                 image = base64.b64decode(url[len(prefix) :])
                 if cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) is None:
                     problems.append("image does not decode as JPEG")
+                images.append(image)
                 continue
             problems.append(f"bad part {part!r:.80}")
-    return problems, image
+    return problems, images
 
 
 def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
@@ -170,7 +237,7 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
                 body = json.loads(raw)
             except json.JSONDecodeError:
                 body = None
-            problems, image = validate(body)
+            problems, images = validate(body)
             if problems:
                 with state.lock:
                     state.violations.extend(problems)
@@ -179,16 +246,36 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
             if "response_format" in body and state.refuse_response_format:
                 self._send(400, {"error": {"message": "response_format json_schema unsupported"}})
                 return
+            if state.max_images is not None and len(images) > state.max_images:
+                message = f"At most {state.max_images} image(s) may be provided in one request."
+                self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
+                return
+            prompt_tokens = prompt_tokens_of(body, images)
+            limit = state.context_tokens
+            if limit is not None and prompt_tokens + body["max_tokens"] > limit:
+                message = (
+                    f"This model's maximum context length is {limit} tokens. However, you "
+                    f"requested {prompt_tokens + body['max_tokens']} tokens ({prompt_tokens} in "
+                    f"the messages, {body['max_tokens']} in the completion). Please reduce the "
+                    "length of the messages or completion."
+                )
+                with state.lock:  # sizing requests to fit is the client's job: a bug if not
+                    state.violations.append(message)
+                self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
+                return
             with state.lock:
                 failing = state.fail_next > 0
                 state.fail_next -= 1 if failing else 0
                 delay = state.delay
-            colour = dominant_colour(image) if image is not None else None
+            colours = [dominant_colour(image) for image in images]
+            colour = Counter(colours).most_common(1)[0][0] if colours else None
             with state.lock:
                 state.work_seconds += time.monotonic() - started
             time.sleep(delay)  # Simulated model latency.
             with state.lock:
-                state.requests.append(RecordedRequest(started, time.monotonic(), colour, body))
+                state.requests.append(
+                    RecordedRequest(started, time.monotonic(), colour, body, colours, prompt_tokens)
+                )
             if failing:
                 headers = {"Retry-After": state.retry_after} if state.retry_after else {}
                 self._send(state.fail_status, {"error": {"message": "induced failure"}}, headers)
@@ -196,7 +283,11 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
             self._send(
                 200,
                 completion(
-                    body, colour, malformed=state.malformed, chatty=state.ignore_response_format
+                    body,
+                    colours,
+                    malformed=state.malformed,
+                    chatty=state.ignore_response_format,
+                    prompt_tokens=prompt_tokens,
                 ),
             )
 
@@ -218,12 +309,23 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 def completion(
-    body: dict[str, Any], colour: str | None, *, malformed: bool, chatty: bool = False
+    body: dict[str, Any],
+    colours: list[str],
+    *,
+    malformed: bool,
+    chatty: bool = False,
+    prompt_tokens: int = 0,
 ) -> dict[str, Any]:
+    colour = colours[0] if colours else None
     if colour is None:
         text = body["messages"][-1]["content"]
-        count = sum(1 for line in text.splitlines() if line.startswith("["))
-        content = f"A video summarised from {count} captions."
+        if "Group them into chapters" in text:
+            content = json.dumps(chapters_answer(text))
+        else:
+            count = sum(1 for line in text.splitlines() if line.startswith("["))
+            content = f"A video summarised from {count} captions."
+    elif len(colours) > 1:
+        content = json.dumps(segment_answer(colours))
     elif malformed:
         content = f"Sure! The frame is mostly {colour}. {{not json"
     elif chatty:
@@ -236,7 +338,6 @@ def completion(
         if schema is not None:
             answer = {k: v for k, v in answer.items() if k in schema["properties"]}
         content = json.dumps(answer)
-    prompt_tokens = len(json.dumps(body["messages"])) // 4
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",

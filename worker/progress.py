@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import frames, jobs
+from db import frames, jobs, work
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled
 
@@ -30,6 +30,9 @@ class ProgressReporter:
     At most one write per `min_interval` (stage changes always write); a cancelled job is
     noticed at the first write after the cancellation. The lock guards only the bookkeeping:
     concurrent frames never queue behind one another's database round trip.
+
+    With `item` (a work item's index, segment mode) the lease renewed is the item's, and the
+    stage times of the job's many tasks add up.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class ProgressReporter:
         lease_seconds: int,
         min_interval: float,
         listener: Callable[[JobStage, int], None] | None = None,
+        item: int | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.job_id = job_id
@@ -47,6 +51,7 @@ class ProgressReporter:
         self.min_interval = min_interval
         # Told of each write (stage, percent): the CLI's progress bar.
         self.listener = listener
+        self.item = item
         self._lock = threading.Lock()
         self._stage: JobStage | None = None
         self._percent = 0
@@ -78,10 +83,16 @@ class ProgressReporter:
             percent = self._percent
         with self.session_factory.begin() as session:
             if ended is not None:
-                frames.record_stage_time(session, self.job_id, *ended)
+                self._record_time(session, *ended)
             running = jobs.record_progress(
-                session, self.job_id, stage=stage, percent=percent, lease_seconds=self.lease_seconds
+                session,
+                self.job_id,
+                stage=stage,
+                percent=percent,
+                lease_seconds=self.lease_seconds if self.item is None else None,
             )
+            if self.item is not None:
+                work.renew_item(session, self.job_id, self.item, self.lease_seconds)
         if self.listener is not None:
             self.listener(stage, percent)
         return running
@@ -93,7 +104,13 @@ class ProgressReporter:
             self._stage = None
         if ended is not None:
             with self.session_factory.begin() as session:
-                frames.record_stage_time(session, self.job_id, *ended)
+                self._record_time(session, *ended)
+
+    def _record_time(self, session: Session, stage: str, seconds: float) -> None:
+        if self.item is None:
+            frames.record_stage_time(session, self.job_id, stage, seconds)
+        else:  # this task's share only: the stage's total is what every task spent in it
+            frames.record_stage_time(session, self.job_id, stage, seconds, add=True)
 
     def _end_stage(self, now: float) -> tuple[str, float] | None:
         # Called under the lock: close the current stage's clock and start the next one's.
@@ -102,6 +119,8 @@ class ProgressReporter:
         if previous is None:
             return None
         self.timings[previous.value] = self.timings.get(previous.value, 0.0) + now - started
+        if self.item is not None:
+            return previous.value, now - started
         return previous.value, self.timings[previous.value]
 
     def still_running(self) -> bool:

@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import jobs
+from db import jobs, work
 from db.session import enqueue
 from scenecap.core.errors import WorkerLost
 from scenecap.core.settings import Settings
@@ -34,4 +34,25 @@ def reap_lapsed_jobs(session_factory: sessionmaker[Session], settings: Settings)
                 requeued += 1
     if lapsed:
         log.info("reaper: %d lapsed jobs, %d re-queued", len(lapsed), requeued)
+    return len(lapsed) + reap_lapsed_items(session_factory, settings)
+
+
+def reap_lapsed_items(session_factory: sessionmaker[Session], settings: Settings) -> int:
+    """The same for segment-mode work items: a lapsed item is queued again, and one out of
+    attempts fails its job (docs/architecture.md, "Long videos")."""
+    with session_factory.begin() as session:
+        lapsed = work.lapsed_items(session)
+        for item in lapsed:
+            if item.attempts >= settings.job_max_attempts:
+                jobs.fail_job(
+                    session,
+                    item.job_id,
+                    code=WorkerLost.code,
+                    message=f"the worker was lost {item.attempts} times on a part of the job "
+                    f"({item.kind}); giving up",
+                )
+            else:
+                work.requeue_item(session, item, settings.job_lease_seconds)
+    if lapsed:
+        log.info("reaper: %d lapsed work items", len(lapsed))
     return len(lapsed)

@@ -29,7 +29,10 @@ def expire_stored_media(
         )
     # The objects first: a row outliving its object is retried next time, not lost track of.
     deleted = sum(store.delete_prefix(paths.upload(upload_id)) for upload_id in expired)
-    deleted += sum(store.delete_prefix(paths.media(job_id)) for job_id in ended)
+    deleted += sum(
+        store.delete_prefix(paths.media(job_id)) + store.delete_prefix(paths.probe(job_id))
+        for job_id in ended
+    )
     with session_factory.begin() as session:
         uploads.delete_uploads(session, expired)
         jobs.mark_media_deleted(session, ended)

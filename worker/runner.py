@@ -12,20 +12,20 @@ import logging
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from db import frames as frame_repo
 from db import jobs
-from db.models import Job, JobFrame
+from db.models import JobFrame
 from scenecap.core.enums import JobKind, JobStage
-from scenecap.core.errors import JobCancelled, ScenecapError, WorkerLost
+from scenecap.core.errors import JobCancelled, WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
 from scenecap.store import paths
 from worker.completion import answer_completion
+from worker.outcome import complete, fail, settle
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import job_media
 from worker.pipeline.merge import build_results
@@ -35,6 +35,8 @@ from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.pipeline.scenes import SCENES, detect_scenes
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
+from worker.segmented import start_segments
+from worker.spec import JobSpec, Media
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,
@@ -45,35 +47,6 @@ from worker.vision.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """The request fields of a claimed job, detached from its session."""
-
-    id: uuid.UUID
-    kind: JobKind
-    media_url: str
-    media_data: bytes | None
-    metadata_types: tuple[str, ...]
-    use_scenes: bool
-    max_frames: int
-    model: str | None
-    request: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, job: Job) -> JobSpec:
-        return cls(
-            job.id,
-            JobKind(job.kind),
-            job.media_url,
-            job.media_data,
-            tuple(job.requested_metadata),
-            job.use_scenes,
-            job.max_frames,
-            job.model,
-            job.request,
-        )
 
 
 def run_job(job_id: uuid.UUID, rt: Runtime) -> None:
@@ -90,85 +63,86 @@ def _run_job(job_id: uuid.UUID, rt: Runtime) -> None:
             return
         spec, attempts = JobSpec.of(job), job.attempts
     if attempts > rt.settings.job_max_attempts:
-        _fail(rt, job_id, WorkerLost.code, f"the job was interrupted {attempts - 1} times")
+        fail(rt, job_id, WorkerLost.code, f"the job was interrupted {attempts - 1} times")
     else:
         _process(spec, rt)
 
 
 def _process(spec: JobSpec, rt: Runtime) -> None:
-    job_id = spec.id
     progress = ProgressReporter(
         rt.session_factory,
-        job_id,
+        spec.id,
         lease_seconds=rt.settings.job_lease_seconds,
         min_interval=rt.settings.progress_min_interval_seconds,
         listener=rt.progress_listener,
     )
-    try:
+
+    def work() -> None:
         if spec.kind == JobKind.COMPLETION and spec.request is not None:
             results = answer_completion(spec.id, spec.request, rt, progress)
             usage = results["completion"]["usage"]
+        elif spec.segment_seconds is not None:
+            with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
+                media = fetch_and_probe(spec, rt, progress, Path(directory))
+            start_segments(spec, media.info, rt, progress)
+            progress.finish()
+            return  # the job's work items finish it
         else:
             results, usage = analyse(spec, rt, progress)
         progress.finish()
+        complete(rt, spec.id, results, usage)
+
+    settle(rt, spec.id, work)
+
+
+def fetch_and_probe(
+    spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path
+) -> Media:
+    """Stage `downloading`: the media as a local file (fetched once into the store), probed."""
+    settings = rt.settings
+    progress.stage(JobStage.DOWNLOADING)
+    path = job_media(
+        spec.id,
+        spec.media_url,
+        spec.media_data,
+        rt.store,
+        directory,
+        settings,
+        local_files=rt.local_files,
+    )
+    if spec.media_data is not None:  # the store holds it now: no need to keep two copies
         with rt.session_factory.begin() as session:
-            if not jobs.complete_job(session, job_id, results=results, usage=usage):
-                raise JobCancelled("the job was cancelled")
-        log.info("job %s completed", job_id)
-    except JobCancelled:
-        log.info("job %s was cancelled; stopped at a checkpoint", job_id)
-    except ScenecapError as exc:
-        log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
-        _fail(rt, job_id, exc.code, exc.message)
-    except Exception:
-        log.exception("job %s failed with an unexpected error", job_id)
-        _fail(rt, job_id, "INTERNAL_ERROR", "an unexpected error stopped the job; it was logged")
-
-
-def _fail(rt: Runtime, job_id: uuid.UUID, code: str, message: str) -> None:
+            jobs.clear_media_data(session, spec.id)
+    with path.open("rb") as media:
+        sniffed = sniff_media(media.read(SNIFF_BYTES))
+    is_image = sniffed.kind == "image"
+    info = run_sandboxed(
+        lambda _send: probe_media(path, Limits.of(settings), is_image=is_image),
+        SandboxLimits.of(settings),
+        codec=MEDIA_INFO,
+    )
     with rt.session_factory.begin() as session:
-        jobs.fail_job(session, job_id, code=code, message=message)
+        jobs.set_media_info(session, spec.id, {**info.as_dict(), "mime": sniffed.mime})
+    progress.stage(JobStage.DOWNLOADING, 1.0)
+    return Media(path, info, is_image, sniffed.mime)
 
 
 def analyse(
     spec: JobSpec, rt: Runtime, progress: ProgressReporter
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the pipeline for one job; return its results and usage."""
+    """Run the frame-mode pipeline for one job; return its results and usage."""
     settings = rt.settings
-    request = CaptionRequest(spec.metadata_types, spec.model)
-    sandbox = SandboxLimits.of(settings)
+    request = spec.caption_request
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-        progress.stage(JobStage.DOWNLOADING)
-        path = job_media(
-            spec.id,
-            spec.media_url,
-            spec.media_data,
-            rt.store,
-            Path(directory),
-            settings,
-            local_files=rt.local_files,
-        )
-        if spec.media_data is not None:  # the store holds it now: no need to keep two copies
-            with rt.session_factory.begin() as session:
-                jobs.clear_media_data(session, spec.id)
-        with path.open("rb") as media:
-            sniffed = sniff_media(media.read(SNIFF_BYTES))
-        is_image = sniffed.kind == "image"
-        info = run_sandboxed(
-            lambda _send: probe_media(path, Limits.of(settings), is_image=is_image),
-            sandbox,
-            codec=MEDIA_INFO,
-        )
-        with rt.session_factory.begin() as session:
-            jobs.set_media_info(session, spec.id, {**info.as_dict(), "mime": sniffed.mime})
-        progress.stage(JobStage.DOWNLOADING, 1.0)
-        plan = plan_frames(spec, info, path, settings, progress, is_image=is_image)
+        media = fetch_and_probe(spec, rt, progress, Path(directory))
+        path, info = media.path, media.info
+        plan = plan_frames(spec, info, path, settings, progress, is_image=media.is_image)
         stored = _stored_frames(rt, spec.id)
         todo = [p for p in plan if p.index not in stored]
         progress.stage(JobStage.EXTRACTING_FRAMES)
         extracted = run_sandboxed(
             lambda send: _extract(path, todo, info, settings, send),
-            sandbox,
+            SandboxLimits.of(settings),
             on_message=lambda done: progress.stage(JobStage.EXTRACTING_FRAMES, done / len(todo)),
             codec=FRAMES,
         )
@@ -180,7 +154,7 @@ def analyse(
     progress.stage(JobStage.SUMMARIZING)
     rows = list(_stored_frames(rt, spec.id).values())
     captioned = [_captioned(row) for row in rows]
-    if sniffed.kind == "image":
+    if media.is_image:
         description, summary_usage = captioned[0].caption, Usage()
     else:
         description, summary_usage = rt.run(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +33,10 @@ class Runtime:
     progress_listener: Callable[[JobStage, int], None] | None = None
     # Read file:// media in place: `scenecap analyze` only, never a worker serving the API.
     local_files: bool = False
+    # Where work items keep media downloaded from a remote store (shared by this machine).
+    media_cache: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "scenecap-media"
+    )
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         # One loop per process keeps the backend's connection pool alive across jobs.

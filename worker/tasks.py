@@ -15,10 +15,12 @@ from scenecap.core.tasks import (
     EXPIRE_MEDIA,
     PROCESS_JOB,
     REAP_JOBS,
+    RUN_WORK_ITEM,
     SWEEP_WEBHOOKS,
 )
 from scenecap.store import open_store
 from worker.celery_app import celery_app
+from worker.items import run_work_item
 from worker.reaper import reap_lapsed_jobs
 from worker.retention import expire_stored_media
 from worker.runner import run_job
@@ -49,9 +51,15 @@ def process_job(job_id: str) -> None:
     run_job(uuid.UUID(job_id), runtime())
 
 
+@celery_app.task(name=RUN_WORK_ITEM, ignore_result=True)
+def work_item(job_id: str, index: int) -> None:
+    """One part of a segment-mode job; safe to run again (it does nothing once done)."""
+    run_work_item(uuid.UUID(job_id), int(index), runtime())
+
+
 @celery_app.task(name=REAP_JOBS, ignore_result=True)
 def reap_jobs() -> int:
-    """Re-queue or fail jobs whose lease lapsed (scheduled by beat)."""
+    """Re-queue or fail jobs and work items whose lease lapsed (scheduled by beat)."""
     rt = runtime()
     return reap_lapsed_jobs(rt.session_factory, rt.settings)
 

@@ -20,6 +20,7 @@ from api.services import jobs as service
 from api.services import links
 from api.services.events import job_events
 from db import frames as frame_repo
+from db import work
 from db.models import Job
 from scenecap.core import errors
 
@@ -86,10 +87,16 @@ def job_events_stream(viewed: ViewedJob, request: Request) -> StreamingResponse:
 )
 def job_report(viewed: ViewedJob, session: SessionDep, store: StoreDep) -> HTMLResponse:
     job = viewed.job
-    rows = frame_repo.stored_frames(session, job.id)
     view = JobOut.of(job, timings=service.stage_timings(session, job.id))
     events_url = f"/v2/media/categories/{job.id}/events?token={viewed.token}"
-    frames = [ReportFrame.of(row, thumbnail_of(store, job.id, row.index)) for row in rows]
+    if job.segment_seconds:
+        segments = [s for s in work.segments_of(session, job.id) if s.captioned_at is not None]
+        frames = [
+            ReportFrame.of_segment(row, thumbnail_of(store, job.id, row.index)) for row in segments
+        ]
+    else:
+        rows = frame_repo.stored_frames(session, job.id)
+        frames = [ReportFrame.of(row, thumbnail_of(store, job.id, row.index)) for row in rows]
     page = render_report(view, frames, events_url)
     return HTMLResponse(page, headers={"Cache-Control": "private, no-store"})
 

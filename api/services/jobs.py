@@ -96,6 +96,9 @@ def submit_job(
         "requested_metadata": list(body.metadata),
         "use_scenes": body.use_scenes,
         "max_frames": body.max_frames,
+        # A still image has no stretches of time: segment mode is for videos.
+        "segment_seconds": body.segment_seconds if media.kind == "video" else None,
+        "frames_per_segment": body.frames_per_segment,
         "model": body.model,
         # The key's default is read by the INSERT itself (one round trip less).
         "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),

@@ -12,19 +12,22 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from api.schemas import JobOut
 from db import frames, jobs
 from db.keys import create_key
-from db.session import make_engine, make_session_factory
+from db.session import Message, make_engine, make_session_factory
 from migrations.apply import upgrade
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.core.errors import MediaUnreachable, ScenecapError
 from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
+from scenecap.core.tasks import RUN_WORK_ITEM
 from scenecap.store import open_store
+from worker.items import run_work_item
 from worker.runner import run_job
 from worker.runtime import Runtime
 from worker.vision import make_backend
@@ -45,13 +48,19 @@ def media_url_for(target: str) -> tuple[str, str]:
 def analyze(
     target: str,
     settings: Settings,
+    fields: dict[str, Any] | None = None,
     *,
-    use_scenes: bool = False,
-    max_frames: int = 60,
     progress: ProgressBar | None = None,
 ) -> dict[str, Any]:
-    """Run one job in-process; return it as the API would show it, with stage timings."""
+    """Run one job in-process; return it as the API would show it, with stage timings.
+
+    `fields` are the job's request fields (use_scenes, max_frames, segment_seconds,
+    frames_per_segment). A segment-mode job's work items run here too, one after another,
+    as the job queues them."""
     media_url, media_type = media_url_for(target)
+    fields = dict(fields or {})
+    if media_type != "video":  # a still image has no stretches of time: no segment mode
+        fields.pop("segment_seconds", None)
     with tempfile.TemporaryDirectory(prefix="scenecap-analyze-") as home:
         # Local use: the operator's own URLs (localhost included) are fair game here.
         settings = settings.model_copy(
@@ -63,7 +72,8 @@ def analyze(
         )
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
-        session_factory = make_session_factory(engine)
+        queued: deque[Message] = deque()
+        session_factory = make_session_factory(engine, queued.append)
         with session_factory.begin() as session:
             key, _plaintext = create_key(session, "analyze")
             job_id = jobs.create_job(
@@ -72,8 +82,7 @@ def analyze(
                 media_url=media_url,
                 media_type=media_type,
                 requested_metadata=list(METADATA_TYPES),
-                use_scenes=use_scenes,
-                max_frames=max_frames,
+                **fields,
             ).id
         loop = asyncio.new_event_loop()
         backend = make_backend(settings)
@@ -90,6 +99,10 @@ def analyze(
         started = time.perf_counter()
         try:
             run_job(job_id, rt)
+            while queued:
+                message = queued.popleft()
+                if message.task == RUN_WORK_ITEM:
+                    run_work_item(uuid.UUID(message.args[0]), int(message.args[1]), rt)
         finally:
             loop.run_until_complete(backend.aclose())
             loop.close()
@@ -110,18 +123,10 @@ def _job(session_factory: Any, job_id: uuid.UUID) -> dict[str, Any]:
     return view.model_dump(mode="json")
 
 
-def run_analyze(
-    target: str, settings: Settings, *, use_scenes: bool, as_json: bool, max_frames: int
-) -> int:
+def run_analyze(target: str, settings: Settings, fields: dict[str, Any], *, as_json: bool) -> int:
     """The command: print the job (summary or JSON); exit 1 with one line if it failed."""
     try:
-        job = analyze(
-            target,
-            settings,
-            use_scenes=use_scenes,
-            max_frames=max_frames,
-            progress=ProgressBar(sys.stderr),
-        )
+        job = analyze(target, settings, fields, progress=ProgressBar(sys.stderr))
     except ScenecapError as exc:
         return fail(exc.code, exc.message)
     if as_json:

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from scenecap.cli.options import add_job_options, job_fields
 from scenecap.cli.output import fail
 from scenecap.core.errors import ScenecapError
 from scenecap.core.settings import get_settings
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze", help="run the pipeline in this process on one file or URL and print the result"
     )
     analyze.add_argument("target", metavar="PATH_OR_URL")
-    _job_options(analyze)
+    add_job_options(analyze)
 
     submit = commands.add_parser(
         "submit", help="submit a media URL (or upload a local file) to a running service"
@@ -83,14 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("SCENECAP_API_KEY"),
         help="your API key (default: $SCENECAP_API_KEY)",
     )
-    _job_options(submit)
+    add_job_options(submit)
     return parser
-
-
-def _job_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenes", action="store_true", help="one frame per detected scene")
-    parser.add_argument("--max-frames", type=int, default=60, choices=range(1, 61), metavar="1-60")
-    parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,13 +185,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from scenecap.cli.analyze import run_analyze
 
-    return run_analyze(
-        args.target,
-        get_settings(),
-        use_scenes=args.scenes,
-        as_json=args.json,
-        max_frames=args.max_frames,
-    )
+    return run_analyze(args.target, get_settings(), job_fields(args), as_json=args.json)
 
 
 def _submit(args: argparse.Namespace) -> int:

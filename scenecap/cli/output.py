@@ -53,6 +53,15 @@ def summary(job: dict[str, Any]) -> str:
             top = ", ".join(f"{e['name']} ({e['count']})" for e in entries[:8])
             lines.append(f"  {name}: {top}")
     lines.append("")
+    if results.get("chapters"):
+        lines.append(f"  chapters ({results['segment_seconds']:g}-second segments):")
+    for chapter in results.get("chapters", []):
+        lines.append(
+            f"  {chapter['start']:8.1f}-{chapter['end']:.1f} s  {chapter['title']}: "
+            f"{chapter['summary']}"
+        )
+    for segment in results.get("segments", []):
+        lines.append(f"  {segment['start']:8.1f}-{segment['end']:.1f} s  {segment['caption']}")
     for frame in results.get("frames", []):
         scene = (
             f" [scene {frame['scene_start']:.2f}-{frame['scene_end']:.2f}]"

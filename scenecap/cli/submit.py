@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from api.schemas import JobAccepted
+from scenecap.cli.options import job_fields
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.client import ScenecapClient
 from scenecap.core.errors import ScenecapError
@@ -25,7 +26,7 @@ def run_submit(args: argparse.Namespace) -> int:
             media_url = args.media_url
             if Path(media_url).is_file():
                 media_url = _upload(client, Path(media_url))
-            created = client.create(media_url, use_scenes=args.scenes, max_frames=args.max_frames)
+            created = client.create(media_url, **job_fields(args))
             if not isinstance(created, JobAccepted):  # An image: answered inline.
                 print(json.dumps(created.model_dump(mode="json"), indent=2))
                 return 0

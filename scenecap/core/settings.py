@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     upload_ttl_hours: float = Field(24.0, gt=0)
     media_retention_hours: float = Field(24.0, gt=0)
     retention_interval_seconds: int = Field(300, ge=1)
+
+    # Segment mode (long videos): the cap on segments, how many one task captions, and the
+    # length of the chunks scene detection is split into across workers.
+    max_segments: int = Field(2000, ge=1)
+    segments_per_task: int = Field(8, ge=1)
+    scene_chunk_seconds: float = Field(300.0, ge=10)
     # "json": one JSON object per line (for log shippers), with the job id when there is one.
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     vlm_timeout_seconds: float = Field(120.0, gt=0)
     vlm_max_retries: int = Field(4, ge=0, le=20)
     vlm_temperature: float = Field(0.1, ge=0, le=2)
+    # Images in one request (vLLM takes one unless started with --limit-mm-per-prompt); a
+    # server that says it takes fewer lowers it.
+    vlm_max_images_per_request: int = Field(8, ge=1, le=64)
     caption_max_tokens: int = Field(300, ge=16)
     summary_prompt_tokens: int = Field(1024, ge=0)
     summary_max_tokens: int = Field(1024, ge=16)

@@ -6,6 +6,7 @@ MEDIA_QUEUE = "media"
 WEBHOOKS_QUEUE = "webhooks"
 
 PROCESS_JOB = "scenecap.media.process_job"
+RUN_WORK_ITEM = "scenecap.media.work_item"
 REAP_JOBS = "scenecap.media.reap_jobs"
 EXPIRE_MEDIA = "scenecap.media.expire"
 DELIVER_WEBHOOK = "scenecap.webhooks.deliver"

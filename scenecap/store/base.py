@@ -34,7 +34,13 @@ class paths:
 
     @staticmethod
     def thumbnail(job_id: uuid.UUID, index: int) -> str:
+        """A frame's thumbnail (frame mode), or a segment's (segment mode)."""
         return f"jobs/{job_id}/thumbnails/{index}.jpg"
+
+    @staticmethod
+    def probe(job_id: uuid.UUID) -> str:
+        """What the probe measured, timeline included: segment tasks need not demux again."""
+        return f"jobs/{job_id}/probe"
 
     @staticmethod
     def upload(upload_id: uuid.UUID) -> str:

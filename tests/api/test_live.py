@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from html import escape
 from typing import Any
 
 import httpx
@@ -106,6 +107,25 @@ def test_report_shows_thumbnails_captions_and_merged_results(
     for entry in job["results"]["categories"]:
         assert entry["name"] in page
     assert "EventSource" not in page, "a finished job's page need not follow events"
+
+
+def test_a_segment_jobs_report_shows_segments_on_a_timeline_under_chapter_bands(
+    client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    job_id = submit(client, media_server, segment_seconds=3, frames_per_segment=2)
+    job = poll_job(client, job_id, until=is_terminal)
+    assert job["status"] == "COMPLETED", job["error"]
+    page = client.get(f"/v2/media/categories/{job_id}/report").text
+    segments, chapters = job["results"]["segments"], job["results"]["chapters"]
+    assert len(segments) == 4 and page.count("class='segment'") == len(segments)
+    thumbnails = re.findall(r"src='data:image/jpeg;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(thumbnails) == len(segments), "one thumbnail per segment"
+    bands = re.search(r"<div class='chapters'[^>]*>(.*?)</div></div>", page)
+    assert bands is not None
+    assert [escape(c["title"]) for c in chapters] == re.findall(r">([^<>]+)</div>", bands.group(0))
+    for segment in segments:
+        assert escape(segment["caption"]) in page
+    assert "<h2>Segments (4)</h2>" in page
 
 
 def test_a_running_jobs_report_follows_its_events_with_a_token(

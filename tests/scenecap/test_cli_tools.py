@@ -58,6 +58,26 @@ def test_analyze_a_file_prints_json_with_scenes_and_stage_timings(media_dir: Pat
     assert len(percents) >= 4 and percents == sorted(percents)
 
 
+def test_analyze_in_segment_mode_runs_the_work_items_in_process(media_dir: Path) -> None:
+    """The local backend: segments that follow the four scenes, chapters where they change."""
+    done = run("analyze", str(media_dir / "sample.mp4"), "--segments", "2", "--scenes", "--json")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "COMPLETED" and job["segment_seconds"] == 2.0
+    results = job["results"]
+    # Four 3-second scenes, each split into two 1.5-second segments.
+    assert [(s["start"], s["end"]) for s in results["segments"]] == [
+        (1.5 * i, 1.5 * (i + 1)) for i in range(8)
+    ]
+    # Four frames asked for, three fit 1.5 s at MIN_FRAME_GAP_SECONDS (0.5 s) apart.
+    assert all(len(s["frame_timestamps"]) == 3 for s in results["segments"])
+    assert [c["segments"] for c in results["chapters"]] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert [c["start"] for c in results["chapters"]] == [0.0, 3.0, 6.0, 9.0]
+    assert results["frames"] == [] and job["usage"]["segments"] == 8
+    summary = run("analyze", str(media_dir / "sample.mp4"), "--segments", "6")
+    assert summary.returncode == 0 and "chapters (6-second segments)" in summary.stdout
+
+
 def test_analyze_draws_a_progress_bar_on_a_terminal(media_dir: Path) -> None:
     controller, terminal = pty.openpty()
     with os.fdopen(controller, "rb", buffering=0) as screen:

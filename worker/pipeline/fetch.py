@@ -7,6 +7,9 @@ back to the origin.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 import uuid
 from pathlib import Path
 
@@ -70,3 +73,38 @@ def fetch_url(media_url: str, dest: Path, settings: Settings) -> None:
             max_bytes=settings.max_media_bytes,
             timeout=settings.fetch_timeout_seconds,
         )
+
+
+# A copy of a job's media downloaded for its work items is kept this long after its last use:
+# the job's other tasks on this machine read it instead of downloading it again.
+CACHE_IDLE_SECONDS = 900
+
+
+def stored_media(
+    job_id: uuid.UUID, media_url: str, store: MediaStore, cache: Path, *, local_files: bool
+) -> Path:
+    """A job's media for one of its work items: read in place when the store is a folder on
+    this machine, else a copy in `cache` shared by the machine's workers."""
+    if local_files and media_url.startswith("file://"):
+        return Path(media_url.removeprefix("file://"))
+    key = paths.media(job_id)
+    stored = store.local_path(key)
+    if stored is not None:
+        return stored
+    copy = cache / str(job_id)
+    if not copy.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        _forget_idle(cache)
+        partial = cache / f".{job_id}.{os.getpid()}.part"
+        store.download(key, partial)
+        os.replace(partial, copy)  # whole or not at all, for the other workers here
+    os.utime(copy)
+    return copy
+
+
+def _forget_idle(cache: Path) -> None:
+    idle_since = time.time() - CACHE_IDLE_SECONDS
+    for entry in cache.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another worker removed it first
+            if entry.stat().st_mtime < idle_since:
+                entry.unlink()

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.vision.base import CaptionedFrame
+from worker.vision.base import CaptionedFrame, CaptionedSegment, Chapter
 
 _SPACE = re.compile(r"\s+")
 _EDGE_PUNCTUATION = " \t\n.,;:!?\"'`()[]{}"
@@ -93,4 +93,60 @@ def _frame_entry(
         entry["metadata_unparsed"] = True
     if frame.details:
         entry["measurements"] = frame.details
+    return entry
+
+
+def build_segment_results(
+    segments: list[CaptionedSegment],
+    chapters: list[Chapter],
+    *,
+    metadata_types: tuple[str, ...],
+    description: str,
+    segment_seconds: float,
+    unparsed: set[int] | None = None,
+) -> dict[str, Any]:
+    """A segment-mode job's `results` (docs/api.md): `frames` is empty, the merged lists use
+    segment start times, and `segments` and `chapters` say what happens when."""
+    as_frames = [CaptionedFrame(s.index, s.start, s.caption, s.metadata) for s in segments]
+    results: dict[str, Any] = {"description": description}
+    for metadata_type in metadata_types:
+        results[metadata_type] = merge_type(as_frames, metadata_type)
+    results["frames"] = []
+    results["segment_seconds"] = segment_seconds
+    results["segments"] = [
+        _segment_entry(s, metadata_types, unparsed or set())
+        for s in sorted(segments, key=lambda s: s.index)
+    ]
+    results["chapters"] = [
+        {
+            "index": n,
+            "start": c.start,
+            "end": c.end,
+            "title": c.title,
+            "summary": c.summary,
+            "segments": [c.first, c.last],
+        }
+        for n, c in enumerate(chapters)
+    ]
+    return results
+
+
+def _segment_entry(
+    segment: CaptionedSegment, metadata_types: tuple[str, ...], unparsed: set[int]
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "index": segment.index,
+        "start": segment.start,
+        "end": segment.end,
+        "frame_timestamps": list(segment.frame_times),
+        "caption": segment.caption,
+    }
+    for metadata_type in metadata_types:
+        entry[metadata_type] = segment.metadata.get(
+            metadata_type, "" if metadata_type == "scene" else []
+        )
+    if segment.index in unparsed:
+        entry["metadata_unparsed"] = True
+    if segment.details:
+        entry["measurements"] = segment.details
     return entry

@@ -66,6 +66,24 @@ class Codec(Generic[T]):
     encode: Callable[[T], tuple[Any, Blobs]]
     decode: Callable[[Any, Blobs], T]
 
+    def pack(self, value: T) -> bytes:
+        """The same as one self-contained byte string, to keep in the store or the database:
+        a JSON line (the value and the blobs' sizes), then the blobs."""
+        plain, blobs = self.encode(value)
+        head = json.dumps({"value": plain, "sizes": [len(b) for b in blobs]}).encode()
+        return b"".join([head, b"\n", *blobs])
+
+    def unpack(self, data: bytes) -> T:
+        head, _, rest = data.partition(b"\n")
+        document = json.loads(head)
+        blobs, at = [], 0
+        for size in document["sizes"]:
+            blobs.append(rest[at : at + size])
+            at += size
+        if at != len(rest):
+            raise ValueError("packed blobs of the wrong size")
+        return self.decode(document["value"], blobs)
+
 
 JSON: Codec[Any] = Codec(lambda value: (value, []), lambda value, _blobs: value)
 
@@ -75,8 +93,10 @@ def run_sandboxed(
     limits: SandboxLimits,
     on_message: Callable[[Any], None] | None = None,
     codec: Codec[T] = JSON,
+    messages: Codec[Any] = JSON,
 ) -> T:
-    """Run work(send) in a child; messages it sends (JSON) reach on_message here, as they come.
+    """Run work(send) in a child; what it sends reaches on_message here as it comes (through
+    `messages`: JSON unless told otherwise, e.g. frames to caption while more are decoded).
 
     Returns what work returns, through `codec`; re-raises the media errors it raised; anything
     else that ends the child (a signal, running out of memory, the deadline, a malformed
@@ -86,15 +106,21 @@ def run_sandboxed(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child (its coverage is its parent's observations)
         os.close(read_fd)
-        _child(work, limits, codec, write_fd)
+        _child(work, limits, codec, messages, write_fd)
     os.close(write_fd)
     try:
-        return _parent(pid, read_fd, limits, on_message, codec)
+        return _parent(pid, read_fd, limits, on_message, codec, messages)
     finally:
         os.close(read_fd)
 
 
-def _child(work: Callable[[Send], Any], limits: SandboxLimits, codec: Codec[Any], fd: int) -> None:
+def _child(
+    work: Callable[[Send], Any],
+    limits: SandboxLimits,
+    codec: Codec[Any],
+    messages: Codec[Any],
+    fd: int,
+) -> None:
     code = 0
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Celery's handlers are the parent's
@@ -113,7 +139,8 @@ def _child(work: Callable[[Send], Any], limits: SandboxLimits, codec: Codec[Any]
                 _write_all(fd, blob)
 
         try:
-            send("result", *codec.encode(work(lambda message: send("message", message))))
+            result = work(lambda message: send("message", *messages.encode(message)))
+            send("result", *codec.encode(result))
         except MediaRejected as exc:
             send("error", {"code": exc.code, "message": exc.message, "details": exc.details})
         except MemoryError:
@@ -167,6 +194,7 @@ def _parent(
     limits: SandboxLimits,
     on_message: Callable[[Any], None] | None,
     codec: Codec[T],
+    messages: Codec[Any],
 ) -> T:
     reader = _Reader(read_fd, time.monotonic() + limits.seconds, limits.seconds)
     outcome: tuple[str, Any, Blobs] | None = None
@@ -178,7 +206,7 @@ def _parent(
             kind, value, blobs = record
             if kind == "message":
                 if on_message is not None:
-                    on_message(value)
+                    on_message(_decoded(messages, value, blobs))
             else:
                 outcome = record
     finally:
@@ -190,6 +218,10 @@ def _parent(
         raise _media_error(value)
     if kind != "result":
         raise MediaUnreadable("the decoder answered something that is not a result")
+    return _decoded(codec, value, blobs)
+
+
+def _decoded(codec: Codec[T], value: Any, blobs: Blobs) -> T:
     try:
         return codec.decode(value, blobs)
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -64,6 +64,50 @@ class CaptionedFrame:
 
 
 @dataclass(frozen=True)
+class SegmentFrames:
+    """A segment's frames in time order, for one request (and what was heard meanwhile)."""
+
+    index: int
+    start: float
+    end: float
+    frames: list[FrameImage]
+    heard: str = ""
+
+
+@dataclass(frozen=True)
+class CaptionedSegment:
+    """A stored segment as the chapters see it."""
+
+    index: int
+    start: float
+    end: float
+    caption: str
+    metadata: FrameMetadata
+    details: dict[str, Any] = field(default_factory=dict)
+    frame_times: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """Consecutive segments first..last (inclusive) under one title."""
+
+    first: int
+    last: int
+    start: float
+    end: float
+    title: str
+    summary: str
+
+
+class TooManyImages(Exception):
+    """The model's server takes at most `limit` images in one request."""
+
+    def __init__(self, limit: int, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
 class ChatAnswer:
     """A backend's reply to a chat completion."""
 
@@ -74,7 +118,7 @@ class ChatAnswer:
 
 
 class VisionBackend(ABC):
-    """Captions frames and summarises a video from its captions."""
+    """Captions frames and segments, and summarises a video from its captions."""
 
     name: str
     max_concurrency: int = 1
@@ -92,6 +136,26 @@ class VisionBackend(ABC):
         self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
     ) -> tuple[str, Usage]:
         """Write one paragraph about the whole video from its timestamped frames."""
+
+    @abstractmethod
+    async def caption_segment(
+        self, segment: SegmentFrames, request: CaptionRequest
+    ) -> FrameCaption:
+        """Describe what happens during a segment, from its frames, with the metadata types.
+
+        Raises TooManyImages if the server refuses that many images in one request."""
+
+    @abstractmethod
+    async def chapters(
+        self, segments: list[CaptionedSegment], request: CaptionRequest
+    ) -> tuple[list[Chapter], Usage]:
+        """Group every segment, in order, into chapters with a title and a summary each."""
+
+    @abstractmethod
+    async def describe(
+        self, chapters: list[Chapter], request: CaptionRequest, media: dict[str, Any]
+    ) -> tuple[str, Usage]:
+        """One paragraph about the whole video, from its chapters."""
 
     @abstractmethod
     async def complete(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -19,11 +20,14 @@ import numpy as np
 from scenecap.core.errors import MediaUnreadable
 from worker.vision.base import (
     CaptionedFrame,
+    CaptionedSegment,
     CaptionRequest,
+    Chapter,
     ChatAnswer,
     FrameCaption,
     FrameImage,
     FrameMetadata,
+    SegmentFrames,
     Usage,
     VisionBackend,
 )
@@ -222,6 +226,53 @@ class LocalBackend(VisionBackend):
     ) -> tuple[str, Usage]:
         return compose_description(frames, media), Usage()
 
+    async def caption_segment(
+        self, segment: SegmentFrames, request: CaptionRequest
+    ) -> FrameCaption:
+        return await asyncio.to_thread(self._caption_segment, segment, request)
+
+    def _caption_segment(self, segment: SegmentFrames, request: CaptionRequest) -> FrameCaption:
+        images: list[np.ndarray] = []
+        for frame in segment.frames:
+            image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+            if image is None:
+                raise MediaUnreadable(f"a frame of segment {segment.index} is not an image")
+            images.append(image)
+        measured = [measure(image) for image in images]
+        motion = _motion(images)
+        captions = [describe(m, request.metadata_types) for m in measured]
+        first, metadata = captions[len(captions) // 2]
+        for _caption, more in captions:
+            for name, value in more.items():
+                if isinstance(value, list):
+                    metadata[name] = list(dict.fromkeys([*metadata[name], *value]))
+        moving = (
+            "nearly still" if motion < 2 else "some movement" if motion < 12 else "much movement"
+        )
+        caption = (
+            f"Over {segment.end - segment.start:.1f} s ({len(images)} frames), {moving}: "
+            f"{first[0].lower()}{first[1:]}"
+        )
+        details = {"motion": round(motion, 1), "frames": [m.as_details() for m in measured]}
+        return FrameCaption(caption, metadata, details=details)
+
+    async def chapters(
+        self, segments: list[CaptionedSegment], request: CaptionRequest
+    ) -> tuple[list[Chapter], Usage]:
+        return chapters_by_labels(segments), Usage()
+
+    async def describe(
+        self, chapters: list[Chapter], request: CaptionRequest, media: dict[str, Any]
+    ) -> tuple[str, Usage]:
+        duration = media.get("duration") or 0.0
+        parts = "; ".join(f"{_clock(c.start)}-{_clock(c.end)} {c.title}" for c in chapters[:12])
+        more = f" and {len(chapters) - 12} more" if len(chapters) > 12 else ""
+        return (
+            f"A {duration:.1f}-second video measured with OpenCV (local-cv, no language model) "
+            f"in {len(chapters)} chapters: {parts}{more}.",
+            Usage(),
+        )
+
     async def complete(
         self,
         messages: list[dict[str, Any]],
@@ -249,6 +300,53 @@ class LocalBackend(VisionBackend):
             "not read the question.\n" + "\n".join(lines)
         )
         return ChatAnswer(content, MODEL_NAME)
+
+
+# A chapter ends where the look of the video changes, and after this many segments anyway.
+_CHAPTER_SEGMENTS = 30
+
+
+def chapters_by_labels(segments: list[CaptionedSegment]) -> list[Chapter]:
+    """Chapters where the setting (the scene label) or who is there (people or not) changes,
+    titled from those labels."""
+    chapters: list[Chapter] = []
+    run: list[CaptionedSegment] = []
+
+    def look(segment: CaptionedSegment) -> tuple[str, bool]:
+        return str(segment.metadata.get("scene", "")), bool(segment.metadata.get("participants"))
+
+    for segment in segments:
+        if run and (look(segment) != look(run[0]) or len(run) >= _CHAPTER_SEGMENTS):
+            chapters.append(_chapter(run))
+            run = []
+        run.append(segment)
+    if run:
+        chapters.append(_chapter(run))
+    return chapters
+
+
+def _chapter(run: list[CaptionedSegment]) -> Chapter:
+    scene = str(run[0].metadata.get("scene") or "").strip()
+    title = scene[:1].upper() + scene[1:] if scene else "Footage"
+    who = "with people" if run[0].metadata.get("participants") else "no people detected"
+    moving = [s.details.get("motion", 0.0) for s in run]
+    summary = (
+        f"{len(run)} segment{'s' if len(run) > 1 else ''} of {title.lower()}, {who}; "
+        f"mean motion {sum(moving) / len(moving):.1f}."
+    )
+    return Chapter(run[0].index, run[-1].index, run[0].start, run[-1].end, title, summary)
+
+
+def _motion(images: list[np.ndarray]) -> float:
+    """Mean absolute change between consecutive frames, on a 0-255 scale."""
+    small = [cv2.resize(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), (64, 36)) for i in images]
+    changes = [float(cv2.absdiff(a, b).mean()) for a, b in itertools.pairwise(small)]
+    return sum(changes) / len(changes) if changes else 0.0
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}:{rest:02d}"
 
 
 def compose_description(frames: list[CaptionedFrame], media: dict[str, Any]) -> str:

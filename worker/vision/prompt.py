@@ -47,6 +47,67 @@ def frame_schema(metadata_types: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def segment_texts(
+    metadata_types: tuple[str, ...], start: float, end: float, times: list[float], heard: str
+) -> tuple[str, list[str], str]:
+    """A segment request's text: its opening, one label per frame, and its instructions."""
+    opening = (
+        f"These are {len(times)} frames, in time order, from {start:.2f} s to {end:.2f} s of "
+        "a video. Each is labelled with its time."
+    )
+    labels = [f"Frame at {time:.2f} s:" for time in times]
+    fields = "\n".join(f'- "{name}": {_FIELD_HINTS[name]}' for name in metadata_types)
+    speech = f'\nHeard during this stretch (speech, not seen): "{heard}"' if heard else ""
+    instructions = (
+        'Return one JSON object about the whole stretch: "caption" (two or three sentences on '
+        "what happens, who moves and what changes between the frames) and:\n"
+        f"{fields}\n"
+        'Every field except "caption" and "scene" is a list of short lowercase strings.'
+        f"{speech}"
+    )
+    return opening, labels, instructions
+
+
+CHAPTER_PROMPT = (
+    "Below are consecutive segments of one video, each with its number, its time and a "
+    "description. Group them into chapters: runs of consecutive segments about one thing. "
+    'Return one JSON object {"chapters": [{"first": <number>, "last": <number>, "title": '
+    '"<a few words>", "summary": "<one or two sentences>"}]} whose chapters cover every '
+    "segment below exactly once, in order. Do not invent details.\n\n"
+)
+
+
+def chapter_schema() -> dict[str, Any]:
+    chapter = {
+        "type": "object",
+        "properties": {
+            "first": {"type": "integer"},
+            "last": {"type": "integer"},
+            "title": {"type": "string"},
+            "summary": {"type": "string"},
+        },
+        "required": ["first", "last", "title", "summary"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"chapters": {"type": "array", "items": chapter}},
+        "required": ["chapters"],
+        "additionalProperties": False,
+    }
+
+
+DESCRIPTION_PROMPT = (
+    "Below are the chapters of one video, in order, with their times. Write one paragraph "
+    "(at most 150 words) describing the whole video: what happens, who is in it, where, and "
+    "how it changes over time. Do not invent details.\n\n"
+)
+CONDENSE_PROMPT = (
+    "Below are consecutive parts of a longer video, in order, with their times. Summarise them "
+    "in one paragraph (at most 150 words), keeping the times of the main events.\n\n"
+)
+
+
 def summary_prompt(lines: list[str]) -> str:
     return (
         "Below are timestamped captions of frames sampled from one video. Write one paragraph "
@@ -56,6 +117,13 @@ def summary_prompt(lines: list[str]) -> str:
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
+
+
+def parse_chapters(text: str) -> list[dict[str, Any]]:
+    """The chapters a model answered (possibly fenced, possibly chatty); [] when unreadable."""
+    document = _first_json_object(text)
+    chapters = document.get("chapters") if document else None
+    return [c for c in chapters if isinstance(c, dict)] if isinstance(chapters, list) else []
 
 
 def parse_frame_answer(

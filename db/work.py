@@ -1,0 +1,249 @@
+"""Segment-mode repository: a job's segments, and the work items any worker may take
+(docs/architecture.md, "Long videos"). Every state change is a conditional UPDATE, so a late
+or duplicate task never undoes another's work."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Job, JobSegment, WorkItem
+from db.session import enqueue
+from scenecap.core.enums import JobStatus, utcnow
+from scenecap.core.tasks import RUN_WORK_ITEM
+
+
+class PlannedSegmentLike(Protocol):
+    """A segment as planned (worker.pipeline.segments.PlannedSegment)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def start(self) -> float: ...
+    @property
+    def end(self) -> float: ...
+    @property
+    def frame_times(self) -> tuple[float, ...]: ...
+
+
+class ItemKind(enum.StrEnum):
+    SCENES = "scenes"  # one chunk of scene detection
+    PLAN = "plan"  # stitch the chunks' scenes, plan the segments
+    SEGMENTS = "segments"  # caption a batch of segments
+    SUMMARY = "summary"  # chapters, description, results
+
+
+PENDING, PROCESSING, DONE = "PENDING", "PROCESSING", "DONE"
+
+
+def add_items(
+    session: Session, job_id: uuid.UUID, items: list[dict[str, Any]], grace_seconds: int
+) -> list[int]:
+    """Add work items after the job's last one; each is queued when this transaction commits
+    (and queued again by the reaper if `grace_seconds` pass before a worker takes it)."""
+    start = session.scalar(
+        select(func.coalesce(func.max(WorkItem.index) + 1, 0)).where(WorkItem.job_id == job_id)
+    )
+    waiting_until = utcnow() + timedelta(seconds=grace_seconds)
+    indexes = []
+    for offset, fields in enumerate(items):
+        index = int(start or 0) + offset
+        session.add(WorkItem(job_id=job_id, index=index, lease_expires_at=waiting_until, **fields))
+        indexes.append(index)
+    session.flush()
+    for index in indexes:
+        enqueue(session, RUN_WORK_ITEM, str(job_id), index)
+    return indexes
+
+
+def items_of(session: Session, job_id: uuid.UUID, kind: ItemKind) -> list[WorkItem]:
+    return list(
+        session.scalars(
+            select(WorkItem)
+            .where(WorkItem.job_id == job_id, WorkItem.kind == kind)
+            .order_by(WorkItem.index)
+        )
+    )
+
+
+def claim_item(
+    session: Session, job_id: uuid.UUID, index: int, worker_id: str, lease_seconds: int
+) -> WorkItem | None:
+    """Take a work item for this worker: only a pending one, or one whose lease lapsed, and
+    only while its job runs."""
+    now = utcnow()
+    claimable = or_(
+        WorkItem.status == PENDING,
+        and_(WorkItem.status == PROCESSING, WorkItem.lease_expires_at < now),
+    )
+    running = exists().where(Job.id == job_id, Job.status == JobStatus.PROCESSING)
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.index == index, claimable, running)
+        .values(
+            status=PROCESSING,
+            attempts=WorkItem.attempts + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+        )
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.scalar(
+        select(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.index == index)
+        .execution_options(populate_existing=True)
+    )
+
+
+def renew_item(session: Session, job_id: uuid.UUID, index: int, lease_seconds: int) -> None:
+    now = utcnow()
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.index == index, WorkItem.status == PROCESSING)
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+    )
+
+
+def finish_item(
+    session: Session, job_id: uuid.UUID, index: int, result: bytes | None = None
+) -> bool:
+    """Mark an item DONE; False if it was already (a duplicate task finished it first)."""
+    outcome = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.index == index, WorkItem.status != DONE)
+        .values(status=DONE, result=result, lease_expires_at=None, updated_at=utcnow())
+    )
+    return outcome.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_item(session: Session, job_id: uuid.UUID, index: int, worker_id: str) -> None:
+    """Let go of an item this worker stopped without finishing (its job was cancelled or
+    failed): nobody holds it any more."""
+    session.execute(
+        update(WorkItem)
+        .where(
+            WorkItem.job_id == job_id,
+            WorkItem.index == index,
+            WorkItem.status == PROCESSING,
+            WorkItem.worker_id == worker_id,
+        )
+        .values(status=PENDING, lease_expires_at=utcnow(), updated_at=utcnow())
+    )
+
+
+def lapsed_items(session: Session, limit: int = 500) -> list[WorkItem]:
+    """Items of running jobs nobody is working on: leased and lapsed, or never taken."""
+    running = exists().where(Job.id == WorkItem.job_id, Job.status == JobStatus.PROCESSING)
+    return list(
+        session.scalars(
+            select(WorkItem)
+            .where(
+                WorkItem.status.in_((PENDING, PROCESSING)),
+                WorkItem.lease_expires_at < utcnow(),
+                running,
+            )
+            .order_by(WorkItem.updated_at)
+            .limit(limit)
+        )
+    )
+
+
+def requeue_item(session: Session, item: WorkItem, grace_seconds: int) -> None:
+    """Queue a lapsed item again (for when this transaction commits)."""
+    now = utcnow()
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == item.job_id, WorkItem.index == item.index)
+        .values(
+            status=PENDING,
+            lease_expires_at=now + timedelta(seconds=grace_seconds),
+            updated_at=now,
+        )
+    )
+    enqueue(session, RUN_WORK_ITEM, str(item.job_id), item.index)
+
+
+def chunk_results(session: Session, job_id: uuid.UUID) -> list[bytes]:
+    """The scene chunks' results, in time order (all of them done)."""
+    query = (
+        select(WorkItem.result)
+        .where(WorkItem.job_id == job_id, WorkItem.kind == ItemKind.SCENES)
+        .order_by(WorkItem.first)
+    )
+    return [bytes(result or b"") for result in session.scalars(query)]
+
+
+def count_done(session: Session, job_id: uuid.UUID, counter: str) -> tuple[int, int]:
+    """One more of the job's segments (or scene chunks) is done: (done, total) after it.
+
+    The UPDATE locks the job's row, so of two items finishing at once, exactly one sees the
+    count reach the total.
+    """
+    done, total = getattr(Job, f"{counter}_done"), getattr(Job, f"{counter}_total")
+    row = session.execute(
+        update(Job).where(Job.id == job_id).values({done: done + 1}).returning(done, total)
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def set_totals(session: Session, job_id: uuid.UUID, **totals: float) -> None:
+    """Set the job's counters (and the segment length the plan used)."""
+    session.execute(update(Job).where(Job.id == job_id).values(**totals))
+
+
+def add_segments(
+    session: Session, job_id: uuid.UUID, planned: Sequence[PlannedSegmentLike]
+) -> None:
+    session.add_all(
+        JobSegment(
+            job_id=job_id,
+            index=segment.index,
+            start=segment.start,
+            end=segment.end,
+            planned_times=list(segment.frame_times),
+        )
+        for segment in planned
+    )
+    session.flush()
+
+
+def segments_of(
+    session: Session, job_id: uuid.UUID, first: int = 0, last: int | None = None
+) -> list[JobSegment]:
+    query = select(JobSegment).where(JobSegment.job_id == job_id, JobSegment.index >= first)
+    if last is not None:
+        query = query.where(JobSegment.index <= last)
+    return list(session.scalars(query.order_by(JobSegment.index)))
+
+
+def store_segment(session: Session, job_id: uuid.UUID, index: int, **fields: Any) -> bool:
+    """Store a segment's caption; False if it was stored already (a racing retry)."""
+    result = session.execute(
+        update(JobSegment)
+        .where(
+            JobSegment.job_id == job_id,
+            JobSegment.index == index,
+            JobSegment.captioned_at.is_(None),
+        )
+        .values(captioned_at=utcnow(), **fields)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def lower_image_cap(session: Session, job_id: uuid.UUID, limit: int) -> bool:
+    """Record that the job's model takes at most `limit` images a request; False if the job
+    knew that already (so it is said once)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, or_(Job.image_cap.is_(None), Job.image_cap > limit))
+        .values(image_cap=limit)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]

@@ -1,0 +1,88 @@
+"""What a task knows of its job and work item, detached from the session that read them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from db.models import Job, WorkItem
+from db.work import ItemKind
+from scenecap.core.enums import JobKind
+from worker.pipeline.probe import MediaInfo
+from worker.vision.base import CaptionRequest
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """The request fields of a claimed job, detached from its session."""
+
+    id: uuid.UUID
+    kind: JobKind
+    media_url: str
+    media_data: bytes | None
+    metadata_types: tuple[str, ...]
+    use_scenes: bool
+    max_frames: int
+    model: str | None
+    request: dict[str, Any] | None
+    segment_seconds: float | None  # set: segment mode
+    frames_per_segment: int
+    image_cap: int | None  # images per request, if the model's server said it takes fewer
+
+    @classmethod
+    def of(cls, job: Job) -> JobSpec:
+        return cls(
+            job.id,
+            JobKind(job.kind),
+            job.media_url,
+            job.media_data,
+            tuple(job.requested_metadata),
+            job.use_scenes,
+            job.max_frames,
+            job.model,
+            job.request,
+            job.segment_seconds,
+            job.frames_per_segment,
+            job.image_cap,
+        )
+
+    @property
+    def caption_request(self) -> CaptionRequest:
+        return CaptionRequest(self.metadata_types, self.model)
+
+
+@dataclass(frozen=True)
+class Media:
+    """A job's media as a local file, and what it is."""
+
+    path: Path
+    info: MediaInfo
+    is_image: bool
+    mime: str
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """A claimed work item, detached from its session."""
+
+    index: int
+    kind: ItemKind
+    first: int
+    last: int
+    start: float | None
+    end: float | None
+    attempts: int
+
+    @classmethod
+    def of(cls, item: WorkItem) -> ItemSpec:
+        return cls(
+            item.index,
+            ItemKind(item.kind),
+            item.first,
+            item.last,
+            item.start,
+            item.end,
+            item.attempts,
+        )
