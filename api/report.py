@@ -17,6 +17,7 @@ from api.schemas import JobOut
 from db.models import JobFrame, JobSegment
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import StoredObjectMissing
+from scenecap.core.media import TRANSCRIPT
 from scenecap.store import MediaStore, paths
 
 _STYLE = """
@@ -41,6 +42,10 @@ h1 { font-size: 1.4rem; margin-bottom: .2rem; word-break: break-all; }
 .chapters div { position: absolute; top: 0; bottom: 0; overflow: hidden; white-space: nowrap;
   text-overflow: ellipsis; font-size: .8rem; padding: .25rem .4rem; box-sizing: border-box;
   border-left: 2px solid #8854d0; background: #ece4f7; }
+.speech { position: relative; height: 1rem; margin: .2rem 0; background: #f0f2f7;
+  border-radius: .3rem; }
+.speech span { position: absolute; top: 0; bottom: 0; min-width: 2px; background: #20bf6b; }
+.transcript time { color: #5f6b7a; margin-right: .5rem; font-variant-numeric: tabular-nums; }
 section { background: white; border-radius: .5rem; padding: 1rem 1.2rem; margin: 1rem 0;
   box-shadow: 0 1px 2px rgba(0,0,0,.06); }
 .chips span { display: inline-block; background: #eef1f7; border-radius: 1rem;
@@ -131,7 +136,9 @@ def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None
         _segment_timeline(frames, duration)
         if job.segment_seconds
         else _timeline(frames, duration, job.use_scenes),
+        _speech_timeline(job, duration),
         _summary(job),
+        _transcript(job),
         _frames(frames, "Segments" if job.segment_seconds else "Frames"),
     ]
     if running and events_url is not None:
@@ -215,6 +222,33 @@ def _chapters(job: JobOut, duration: float) -> str:
     return f"<div class='chapters' aria-label='chapters'>{''.join(bands)}</div>"
 
 
+def _speech_timeline(job: JobOut, duration: float) -> str:
+    """When speech is heard, as marks under the timeline."""
+    spoken = ((job.results or {}).get("transcript") or {}).get("segments") or []
+    if not spoken or duration <= 0:
+        return ""
+    marks = [
+        f"<span title='{clock(s['start'])} {escape(s['text'][:200])}' "
+        f"style='left:{100 * min(s['start'], duration) / duration:.3f}%;"
+        f"width:{100 * max(0.0, min(s['end'], duration) - s['start']) / duration:.3f}%'></span>"
+        for s in spoken
+    ]
+    return f"<div class='speech' aria-label='speech'>{''.join(marks)}</div>"
+
+
+def _transcript(job: JobOut) -> str:
+    transcript = (job.results or {}).get("transcript")
+    if not transcript or not transcript.get("segments"):
+        return ""
+    lines = "".join(
+        f"<p><time>{clock(s['start'])}</time>{escape(s['text'])}</p>"
+        for s in transcript["segments"]
+    )
+    language = f" ({escape(transcript['language'])})" if transcript.get("language") else ""
+    heading = f"<h2>Transcript{language}</h2>"
+    return f"<section class='transcript' id='transcript'>{heading}{lines}</section>"
+
+
 def _summary(job: JobOut) -> str:
     results = job.results or {}
     if not results:
@@ -223,6 +257,8 @@ def _summary(job: JobOut) -> str:
     if results.get("description"):
         blocks.append(f"<h2>Description</h2><p>{escape(results['description'])}</p>")
     for name in job.metadata:
+        if name == TRANSCRIPT:  # shown on its own, below
+            continue
         entries = results.get(name) or []
         if not entries:
             continue

@@ -17,12 +17,12 @@ from pydantic import (
 )
 
 from scenecap.core.enums import JobStatus, as_utc
-from scenecap.core.media import METADATA_TYPES
+from scenecap.core.media import METADATA_TYPES, REQUESTABLE
 
 if TYPE_CHECKING:  # the client imports these schemas without the database layer
     from db.models import Job
 
-MetadataType = Literal["categories", "participants", "actions", "scene", "tags"]
+MetadataType = Literal["categories", "participants", "actions", "scene", "tags", "transcript"]
 
 
 class CategoriesRequest(BaseModel):
@@ -34,7 +34,7 @@ class CategoriesRequest(BaseModel):
     metadata: list[MetadataType] = Field(
         default_factory=lambda: list(METADATA_TYPES),  # type: ignore[arg-type]
         min_length=1,
-        max_length=5,
+        max_length=6,
     )
     use_scenes: StrictBool = False
     webhook_url: str | None = Field(None, max_length=2048)
@@ -48,7 +48,7 @@ class CategoriesRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _unique_in_canonical_order(cls, value: list[str]) -> list[str]:
-        return [name for name in METADATA_TYPES if name in value]
+        return [name for name in REQUESTABLE if name in value]
 
 
 class JobAccepted(BaseModel):

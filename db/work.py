@@ -34,7 +34,7 @@ class PlannedSegmentLike(Protocol):
 
 class ItemKind(enum.StrEnum):
     SCENES = "scenes"  # one chunk of scene detection
-    PLAN = "plan"  # stitch the chunks' scenes, plan the segments
+    SPEECH = "speech"  # one chunk of the sound, transcribed
     SEGMENTS = "segments"  # caption a batch of segments
     SUMMARY = "summary"  # chapters, description, results
 
@@ -171,18 +171,20 @@ def requeue_item(session: Session, item: WorkItem, grace_seconds: int) -> None:
     enqueue(session, RUN_WORK_ITEM, str(item.job_id), item.index)
 
 
-def chunk_results(session: Session, job_id: uuid.UUID) -> list[bytes]:
-    """The scene chunks' results, in time order (all of them done)."""
+def results_of(session: Session, job_id: uuid.UUID, kind: ItemKind) -> list[bytes]:
+    """The results of the job's chunks of one kind (scenes, speech), in time order; empty
+    bytes for one not done."""
     query = (
         select(WorkItem.result)
-        .where(WorkItem.job_id == job_id, WorkItem.kind == ItemKind.SCENES)
+        .where(WorkItem.job_id == job_id, WorkItem.kind == kind)
         .order_by(WorkItem.first)
     )
     return [bytes(result or b"") for result in session.scalars(query)]
 
 
 def count_done(session: Session, job_id: uuid.UUID, counter: str) -> tuple[int, int]:
-    """One more of the job's segments (or scene chunks) is done: (done, total) after it.
+    """One more of the job's segments (or chunks: scenes and speech) is done: (done, total)
+    after it.
 
     The UPDATE locks the job's row, so of two items finishing at once, exactly one sees the
     count reach the total.

@@ -34,6 +34,8 @@ from migrations.apply import upgrade
 from scenecap.cli.sample import SampleScene, write_sample_video
 from scenecap.core.enums import JobStatus
 from scenecap.core.settings import Settings
+from tests.clips import spoken_clip
+from tests.fake_asr import FakeASRServer
 from tests.fake_vlm import FakeVLMServer
 
 ADMIN_URL = os.environ.get(
@@ -85,6 +87,11 @@ def wait_for(
         time.sleep(interval)  # poll interval, bounded by the deadline above
 
 
+# The spoken clip's tone bursts (start, length, pitch): "alpha" under the first of six even
+# frames, "bravo" and "charlie" across the 10-second chunk borders, "delta" under the fifth.
+SPOKEN = ((2.2, 0.6, 440), (9.6, 0.8, 660), (19.7, 0.6, 880), (22.0, 1.0, 1100))
+
+
 # --- media ----------------------------------------------------------------------------------
 
 
@@ -107,6 +114,7 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     image[:] = PALETTE["purple"]
     cv2.imwrite(str(folder / "purple.jpg"), image)
     cv2.imwrite(str(folder / "purple.png"), image)
+    spoken_clip(folder / "spoken.mp4", 30.0, SPOKEN)
     (folder / "page.html").write_text("<!doctype html><html><body>not a video</body></html>")
     (folder / "random.mp4").write_bytes(os.urandom(50_000))
     data = (folder / "sample.mp4").read_bytes()
@@ -157,6 +165,22 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def fake_asr_server() -> Iterator[FakeASRServer]:
+    server = FakeASRServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_asr(fake_asr_server: FakeASRServer, fake_vlm: Any) -> Iterator[Any]:
+    """The fake speech server, reset (after the fake model saw earlier jobs end)."""
+    fake_asr_server.state.reset()
+    yield fake_asr_server.state
+    assert not fake_asr_server.state.violations, "the worker sent invalid audio requests"
+    fake_asr_server.state.reset()
+
+
+@pytest.fixture(scope="session")
 def fake_vlm_server() -> Iterator[FakeVLMServer]:
     server = FakeVLMServer().start()
     yield server
@@ -185,7 +209,11 @@ def fake_vlm(fake_vlm_server: FakeVLMServer, session_factory: Any) -> Iterator[A
 
 
 @pytest.fixture(scope="session")
-def settings(fake_vlm_server: FakeVLMServer, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def settings(
+    fake_vlm_server: FakeVLMServer,
+    fake_asr_server: FakeASRServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     return Settings(
         environment="test",
         media_store=f"file://{tmp_path_factory.mktemp('store')}",
@@ -196,6 +224,10 @@ def settings(fake_vlm_server: FakeVLMServer, tmp_path_factory: pytest.TempPathFa
         vlm_model="fake-vlm",
         vlm_max_concurrency=4,
         vlm_max_retries=2,
+        asr_backend="openai",
+        asr_base_url=fake_asr_server.base_url,
+        asr_chunk_seconds=10,
+        asr_max_retries=1,
         allow_private_urls=True,
         max_request_bytes=2 * 1024 * 1024,
         image_inline_wait_seconds=20,

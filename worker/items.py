@@ -20,7 +20,7 @@ from worker.pipeline.probe import MEDIA_INFO, MediaInfo
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 from worker.segment_captions import caption_batch
-from worker.segmented import detect_chunk, summarise
+from worker.segmented import detect_chunk, summarise, transcribe_part
 from worker.spec import ItemSpec, JobSpec
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,11 @@ def _run(
         media = stored_media(
             spec.id, spec.media_url, rt.store, rt.media_cache, local_files=rt.local_files
         )
+        duration = float(media_info.get("duration") or 0.0)
         if item.kind == ItemKind.SCENES:
-            duration = float(media_info.get("duration") or 0.0)
             detect_chunk(spec, item, media, duration, rt, progress)
+        elif item.kind == ItemKind.SPEECH:
+            transcribe_part(spec, item, media, duration, rt, progress)
         else:
             timeline = probed(rt.store, spec.id).timeline
             caption_batch(spec, item.first, item.last, media, timeline, rt, progress)

@@ -18,6 +18,7 @@ STAGE_SPANS: dict[JobStage, tuple[int, int]] = {
     JobStage.QUEUED: (0, 0),
     JobStage.DOWNLOADING: (1, 10),
     JobStage.DETECTING_SCENES: (10, 25),
+    JobStage.TRANSCRIBING: (25, 40),  # beside the frame work: shown while it is waited for
     JobStage.EXTRACTING_FRAMES: (25, 40),
     JobStage.CAPTIONING: (40, 92),
     JobStage.SUMMARIZING: (92, 99),
@@ -105,6 +106,12 @@ class ProgressReporter:
         if ended is not None:
             with self.session_factory.begin() as session:
                 self._record_time(session, *ended)
+
+    def add_time(self, stage: JobStage, seconds: float) -> None:
+        """Record time spent in a stage that ran beside the others (transcribing)."""
+        self.timings[stage.value] = self.timings.get(stage.value, 0.0) + seconds
+        with self.session_factory.begin() as session:
+            self._record_time(session, stage.value, self.timings[stage.value])
 
     def _record_time(self, session: Session, stage: str, seconds: float) -> None:
         if self.item is None:

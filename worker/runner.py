@@ -37,6 +37,9 @@ from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 from worker.segmented import start_segments
 from worker.spec import JobSpec, Media
+from worker.speech.job import BackgroundTranscript
+from worker.speech.transcribe import speech_lines
+from worker.speech.transcript import Transcript
 from worker.vision.base import (
     CaptionedFrame,
     CaptionRequest,
@@ -136,19 +139,36 @@ def analyse(
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         media = fetch_and_probe(spec, rt, progress, Path(directory))
         path, info = media.path, media.info
-        plan = plan_frames(spec, info, path, settings, progress, is_image=media.is_image)
-        stored = _stored_frames(rt, spec.id)
-        todo = [p for p in plan if p.index not in stored]
-        progress.stage(JobStage.EXTRACTING_FRAMES)
-        extracted = run_sandboxed(
-            lambda send: _extract(path, todo, info, settings, send),
-            SandboxLimits.of(settings),
-            on_message=lambda done: progress.stage(JobStage.EXTRACTING_FRAMES, done / len(todo)),
-            codec=FRAMES,
-        )
+        speech = BackgroundTranscript(spec, media, rt) if spec.wants_transcript else None
+        try:
+            plan = plan_frames(spec, info, path, settings, progress, is_image=media.is_image)
+            stored = _stored_frames(rt, spec.id)
+            todo = [p for p in plan if p.index not in stored]
+            progress.stage(JobStage.EXTRACTING_FRAMES)
+            extracted = run_sandboxed(
+                lambda send: _extract(path, todo, info, settings, send),
+                SandboxLimits.of(settings),
+                on_message=lambda done: progress.stage(
+                    JobStage.EXTRACTING_FRAMES, done / len(todo)
+                ),
+                codec=FRAMES,
+            )
+            transcript = speech.result(progress) if speech else None
+        finally:
+            if speech is not None:
+                speech.close()
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
     rt.run(
-        caption_frames(rt, spec.id, request, extracted, progress, done=len(stored), total=len(plan))
+        caption_frames(
+            rt,
+            spec.id,
+            request,
+            extracted,
+            progress,
+            done=len(stored),
+            total=len(plan),
+            transcript=transcript,
+        )
     )
 
     progress.stage(JobStage.SUMMARIZING)
@@ -157,8 +177,9 @@ def analyse(
     if media.is_image:
         description, summary_usage = captioned[0].caption, Usage()
     else:
+        said = speech_lines(transcript) if transcript else ""
         description, summary_usage = rt.run(
-            rt.backend.summarise(captioned, request, info.as_dict())
+            rt.backend.summarise(captioned, request, info.as_dict(), said)
         )
     progress.stage(JobStage.SUMMARIZING, 1.0)
     scene_bounds = (
@@ -172,6 +193,9 @@ def analyse(
         unparsed={r.index for r in rows if not r.parsed},
     )
     usage = _usage(rows, summary_usage, rt.backend.model_name(request))
+    if transcript is not None:
+        results["transcript"] = transcript.as_result()
+        usage["audio_seconds"] = round(transcript.audio_seconds, 3)
     return results, usage
 
 
@@ -226,6 +250,7 @@ async def caption_frames(
     *,
     done: int,
     total: int,
+    transcript: Transcript | None = None,
 ) -> None:
     """Caption frames concurrently (bounded); store each as soon as it is answered.
 
@@ -249,8 +274,9 @@ async def caption_frames(
             if not await asyncio.to_thread(progress.still_running):
                 stopped.append(JobCancelled("the job was cancelled"))
                 return
+            heard = transcript.heard(frame.timestamp, frame.timestamp) if transcript else ""
             image = FrameImage(
-                frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height
+                frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height, heard
             )
             started = time.perf_counter()
             try:

@@ -30,9 +30,10 @@ from worker.pipeline.probe import Timeline
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
+from worker.segmented import stored_transcript
 from worker.vision.base import FrameCaption, FrameImage, SegmentFrames, TooManyImages
 from worker.vision.budget import pixels_per_image, text_tokens
-from worker.vision.prompt import SYSTEM_PROMPT, segment_texts
+from worker.vision.prompt import HEARD_MAX_CHARS, SYSTEM_PROMPT, segment_texts
 
 if TYPE_CHECKING:
     from worker.spec import JobSpec
@@ -44,12 +45,15 @@ T = TypeVar("T")
 SLOTS = 16
 
 
-def segment_pixels(settings: Settings, metadata_types: tuple[str, ...], frames: int) -> int:
+def segment_pixels(
+    settings: Settings, metadata_types: tuple[str, ...], frames: int, *, heard: bool = False
+) -> int:
     """The most pixels each of a segment's frames may have so its request fits the context
     (0 if even the smallest would not). Texts are measured at their longest: times of five
-    digits."""
+    digits, and the most speech a request carries when the job has a transcript."""
+    speech = "x" * HEARD_MAX_CHARS if heard else ""
     opening, labels, instructions = segment_texts(
-        metadata_types, 99999.99, 99999.99, [99999.99] * frames, ""
+        metadata_types, 99999.99, 99999.99, [99999.99] * frames, speech
     )
     return pixels_per_image(
         settings.vlm_context_tokens,
@@ -61,11 +65,11 @@ def segment_pixels(settings: Settings, metadata_types: tuple[str, ...], frames: 
 
 
 def frames_that_fit(
-    settings: Settings, metadata_types: tuple[str, ...], wanted: int
+    settings: Settings, metadata_types: tuple[str, ...], wanted: int, *, heard: bool = False
 ) -> tuple[int, int]:
     """How many frames a segment request can carry (at most `wanted`), and their pixels."""
     for count in range(wanted, 0, -1):
-        pixels = segment_pixels(settings, metadata_types, count)
+        pixels = segment_pixels(settings, metadata_types, count, heard=heard)
         if pixels:
             return count, pixels
     raise VisionBackendUnavailable(
@@ -93,7 +97,11 @@ def caption_batch(
         spec.image_cap or settings.vlm_max_images_per_request, settings.vlm_max_images_per_request
     )
     wanted = min(spec.frames_per_segment, cap)
-    count, pixels = frames_that_fit(settings, spec.metadata_types, wanted)
+    count, pixels = frames_that_fit(
+        settings, spec.metadata_types, wanted, heard=spec.wants_transcript
+    )
+    transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
+    heard = {s.index: transcript.heard(s.start, s.end) if transcript else "" for s in todo}
     planned = [
         PlannedFrame(segment.index * SLOTS + n, time, segment.start, segment.end)
         for segment in todo
@@ -107,7 +115,7 @@ def caption_batch(
 
     progress.stage(JobStage.CAPTIONING)
     counts = Counter(p.index // SLOTS for p in planned)
-    rt.run(caption_segments(rt, spec, todo, counts, extract, progress))
+    rt.run(caption_segments(rt, spec, todo, counts, extract, progress, heard))
 
 
 async def caption_segments(
@@ -117,6 +125,7 @@ async def caption_segments(
     counts: Counter[int],
     extract: Callable[[Send], None],
     progress: ProgressReporter,
+    heard: dict[int, str] | None = None,
 ) -> None:
     """Caption each segment as soon as its frames are decoded, while later ones still are;
     concurrently (bounded) and, like frames, never cutting off a request in flight."""
@@ -142,8 +151,10 @@ async def caption_segments(
                     for f in frames
                 ]
                 try:
+                    said = (heard or {}).get(segment.index, "")
                     answer = await rt.backend.caption_segment(
-                        SegmentFrames(segment.index, segment.start, segment.end, images), request
+                        SegmentFrames(segment.index, segment.start, segment.end, images, said),
+                        request,
                     )
                     break
                 except TooManyImages as refused:  # fewer frames (of the same size) will fit

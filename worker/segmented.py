@@ -9,9 +9,11 @@ the UPDATE locks, says which is last.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -35,6 +37,9 @@ from worker.pipeline.scenes import (
 from worker.pipeline.segments import SegmentPlan, plan_segments
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
+from worker.speech.asr import SpeechClient
+from worker.speech.transcribe import joined, speech_lines, transcribe_chunk
+from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans
 from worker.vision.base import CaptionedSegment
 
 if TYPE_CHECKING:
@@ -51,18 +56,32 @@ def start_segments(spec: JobSpec, info: MediaInfo, rt: Runtime, progress: Progre
     settings = rt.settings
     # Segment tasks read the timeline from here rather than demux the video again.
     rt.store.put(paths.probe(spec.id), MEDIA_INFO.pack(info))
+    # Scenes and speech first, in chunks; the last chunk done plans the segments.
+    items: list[dict[str, Any]] = []
     if spec.use_scenes and info.duration > 0:
         chunks = chunk_bounds(info.timeline, settings.scene_chunk_seconds)
         progress.stage(JobStage.DETECTING_SCENES)
-        items = [
+        items += [
             {"kind": ItemKind.SCENES, "first": n, "last": n, "start": start, "end": end}
             for n, (start, end) in enumerate(chunks)
         ]
+    if spec.wants_transcript and info.has_audio:
+        items += [
+            {
+                "kind": ItemKind.SPEECH,
+                "first": span.index,
+                "last": span.index,
+                "start": span.start,
+                "end": None if math.isinf(span.end) else span.end,
+            }
+            for span in chunk_spans(info.duration, settings.asr_chunk_seconds)
+        ]
+    if items:
         with rt.session_factory.begin() as session:
             work.set_totals(session, spec.id, chunks_total=len(items), chunks_done=0)
             work.add_items(session, spec.id, items, settings.job_lease_seconds)
             jobs.hand_over(session, spec.id)
-        log.info("job %s: scene detection in %d chunks", spec.id, len(items))
+        log.info("job %s: scenes and speech in %d chunks", spec.id, len(items))
         return
     plan = _plan(spec, info.duration, settings)
     with rt.session_factory.begin() as session:
@@ -114,31 +133,76 @@ def detect_chunk(
     rt: Runtime,
     progress: ProgressReporter,
 ) -> None:
-    """Score one chunk's frames; the chunk stored last stitches them all and plans."""
-    settings = rt.settings
+    """Score one chunk's frames for scene detection."""
     progress.stage(JobStage.DETECTING_SCENES)
     last = item.end is None or item.end >= duration
     scores = run_sandboxed(
         lambda _send: score_frames(media, item.start or 0.0, None if last else item.end),
-        SandboxLimits.of(settings),
+        SandboxLimits.of(rt.settings),
         codec=FRAME_SCORES,
     )
+    _chunk_done(spec, item, FRAME_SCORES.pack(scores), duration, rt, progress)
+
+
+def transcribe_part(
+    spec: JobSpec,
+    item: ItemSpec,
+    media: Path,
+    duration: float,
+    rt: Runtime,
+    progress: ProgressReporter,
+) -> None:
+    """Transcribe one chunk of the sound."""
+    progress.stage(JobStage.TRANSCRIBING)
+    span = ChunkSpan(item.first, item.start or 0.0, math.inf if item.end is None else item.end)
+
+    async def transcribed() -> Transcript:
+        client = SpeechClient(rt.settings)
+        try:
+            return await transcribe_chunk(media, span, client, SandboxLimits.of(rt.settings))
+        finally:
+            await client.aclose()
+
+    part = rt.run(transcribed())
+    _chunk_done(spec, item, json.dumps(part.dumped()).encode(), duration, rt, progress)
+
+
+def _chunk_done(
+    spec: JobSpec,
+    item: ItemSpec,
+    result: bytes,
+    duration: float,
+    rt: Runtime,
+    progress: ProgressReporter,
+) -> None:
+    """Store a chunk's result; the chunk stored last (of scenes and speech) plans the
+    segments, following the scenes stitched from every scene chunk."""
+    settings = rt.settings
     with rt.session_factory.begin() as session:
-        if not work.finish_item(session, spec.id, item.index, FRAME_SCORES.pack(scores)):
+        if not work.finish_item(session, spec.id, item.index, result):
             return  # another task finished this chunk already
         done, total = work.count_done(session, spec.id, "chunks")
-        if done < total:
-            fraction = done / total
-        else:
-            parts = [FRAME_SCORES.unpack(blob) for blob in work.chunk_results(session, spec.id)]
-            cuts = cuts_from_scores(
-                parts, detector=settings.scene_detector, threshold=settings.scene_threshold
-            )
-            scenes = scenes_from_cuts(cuts, duration)
+        if done == total:
+            scenes = None
+            if spec.use_scenes and duration > 0:
+                blobs = work.results_of(session, spec.id, ItemKind.SCENES)
+                cuts = cuts_from_scores(
+                    [FRAME_SCORES.unpack(blob) for blob in blobs],
+                    detector=settings.scene_detector,
+                    threshold=settings.scene_threshold,
+                )
+                scenes = scenes_from_cuts(cuts, duration)
+                log.info("job %s: %d scenes from %d chunks", spec.id, len(scenes), len(blobs))
             dispatch_segments(session, spec.id, _plan(spec, duration, settings, scenes), settings)
-            log.info("job %s: %d scenes from %d chunks", spec.id, len(scenes), total)
-            fraction = 1.0
-    progress.stage(JobStage.DETECTING_SCENES, fraction)
+    stage = JobStage.DETECTING_SCENES if item.kind == ItemKind.SCENES else JobStage.TRANSCRIBING
+    progress.stage(stage, done / total)
+
+
+def stored_transcript(rt: Runtime, job_id: uuid.UUID) -> Transcript:
+    """The job's transcript, from its speech chunks' results."""
+    with rt.session_factory() as session:
+        blobs = work.results_of(session, job_id, ItemKind.SPEECH)
+    return joined([Transcript.of(json.loads(blob)) for blob in blobs if blob])
 
 
 def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
@@ -149,6 +213,7 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         rows = work.segments_of(session, spec.id)
         assert job is not None
         media_info, length = dict(job.media_info or {}), job.segment_length
+    transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
     segments = [
         CaptionedSegment(
             r.index,
@@ -158,13 +223,17 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
             r.segment_metadata or {},
             r.details or {},
             tuple(r.frame_times or ()),
+            transcript.heard(r.start, r.end) if transcript else "",
         )
         for r in rows
     ]
     request = spec.caption_request
     chapters, chapter_usage = rt.run(rt.backend.chapters(segments, request))
     progress.stage(JobStage.SUMMARIZING, 0.5)
-    description, description_usage = rt.run(rt.backend.describe(chapters, request, media_info))
+    said = speech_lines(transcript) if transcript else ""
+    description, description_usage = rt.run(
+        rt.backend.describe(chapters, request, media_info, said)
+    )
     progress.stage(JobStage.SUMMARIZING, 1.0)
     results = build_segment_results(
         segments,
@@ -185,5 +254,8 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         "completion_tokens": answer,
         "total_tokens": prompt + answer,
     }
+    if transcript is not None:
+        results["transcript"] = transcript.as_result()
+        usage["audio_seconds"] = round(transcript.audio_seconds, 3)
     progress.finish()
     complete(rt, spec.id, results, usage)

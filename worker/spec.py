@@ -10,6 +10,7 @@ from typing import Any
 from db.models import Job, WorkItem
 from db.work import ItemKind
 from scenecap.core.enums import JobKind
+from scenecap.core.media import TRANSCRIPT
 from worker.pipeline.probe import MediaInfo
 from worker.vision.base import CaptionRequest
 
@@ -22,7 +23,8 @@ class JobSpec:
     kind: JobKind
     media_url: str
     media_data: bytes | None
-    metadata_types: tuple[str, ...]
+    metadata_types: tuple[str, ...]  # what the vision model labels
+    wants_transcript: bool
     use_scenes: bool
     max_frames: int
     model: str | None
@@ -38,7 +40,8 @@ class JobSpec:
             JobKind(job.kind),
             job.media_url,
             job.media_data,
-            tuple(job.requested_metadata),
+            tuple(t for t in job.requested_metadata if t != TRANSCRIPT),
+            TRANSCRIPT in job.requested_metadata,
             job.use_scenes,
             job.max_frames,
             job.model,

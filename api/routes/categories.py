@@ -66,6 +66,7 @@ def submit(
         inspector=inspector,
         store=store,
         max_active=settings.max_active_jobs_per_key,
+        transcribes=settings.asr_backend != "none",
     )
     job_id = submission.job_id
     accepted = JobAccepted(

@@ -31,9 +31,10 @@ from scenecap.core.errors import (
     JobNotFinished,
     JobNotFound,
     TooManyActiveJobs,
+    TranscriptionUnavailable,
     ValidationFailed,
 )
-from scenecap.core.media import MediaKind, is_upload_url
+from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url
 from scenecap.core.tasks import PROCESS_JOB
 from scenecap.store import MediaStore, paths
 
@@ -68,8 +69,14 @@ def submit_job(
     inspector: MediaInspector,
     store: MediaStore,
     max_active: int = 0,
+    transcribes: bool = False,
 ) -> Submission:
     """Check the media and store a new PENDING job (or return the idempotent original)."""
+    if TRANSCRIPT in body.metadata and not transcribes:
+        raise TranscriptionUnavailable(
+            "this service has no speech backend (SCENECAP_ASR_BACKEND=none): "
+            "ask without 'transcript'"
+        )
     fingerprint = request_fingerprint(body)
     if idempotency_key is not None:
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)

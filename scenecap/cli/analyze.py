@@ -22,8 +22,8 @@ from db.keys import create_key
 from db.session import Message, make_engine, make_session_factory
 from migrations.apply import upgrade
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
-from scenecap.core.errors import MediaUnreachable, ScenecapError
-from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, sniff_media
+from scenecap.core.errors import MediaUnreachable, ScenecapError, TranscriptionUnavailable
+from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, TRANSCRIPT, sniff_media
 from scenecap.core.settings import Settings
 from scenecap.core.tasks import RUN_WORK_ITEM
 from scenecap.store import open_store
@@ -59,6 +59,10 @@ def analyze(
     as the job queues them."""
     media_url, media_type = media_url_for(target)
     fields = dict(fields or {})
+    if TRANSCRIPT in fields.get("metadata", ()) and settings.asr_backend == "none":
+        raise TranscriptionUnavailable(
+            "--transcript needs a speech server: set SCENECAP_ASR_BACKEND"
+        )
     if media_type != "video":  # a still image has no stretches of time: no segment mode
         fields.pop("segment_seconds", None)
     with tempfile.TemporaryDirectory(prefix="scenecap-analyze-") as home:
@@ -81,7 +85,7 @@ def analyze(
                 api_key_id=key.id,
                 media_url=media_url,
                 media_type=media_type,
-                requested_metadata=list(METADATA_TYPES),
+                requested_metadata=fields.pop("metadata", list(METADATA_TYPES)),
                 **fields,
             ).id
         loop = asyncio.new_event_loop()

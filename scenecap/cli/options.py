@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from scenecap.core.media import METADATA_TYPES, TRANSCRIPT
+
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -20,6 +22,11 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames-per-segment", type=int, default=4, choices=range(1, 17), metavar="1-16"
     )
+    parser.add_argument(
+        "--transcript",
+        action="store_true",
+        help="also transcribe the speech (needs SCENECAP_ASR_BACKEND=openai)",
+    )
     parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
@@ -33,6 +40,8 @@ def _segment_seconds(value: str) -> float:
 def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The job request fields the command line gave."""
     fields: dict[str, Any] = {"use_scenes": args.scenes, "max_frames": args.max_frames}
+    if args.transcript:
+        fields["metadata"] = [*METADATA_TYPES, TRANSCRIPT]
     if args.segments is not None:
         fields |= {"segment_seconds": args.segments, "frames_per_segment": args.frames_per_segment}
     return fields

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from scenecap.core.media import TRANSCRIPT
+
 
 class ProgressBar:
     """A bar redrawn in place on a terminal; plain lines (one per stage or 10%) otherwise."""
@@ -48,6 +50,13 @@ def summary(job: dict[str, Any]) -> str:
     if results.get("description"):
         lines += ["", results["description"]]
     for name in job["metadata"]:
+        if name == TRANSCRIPT:
+            spoken = results.get(TRANSCRIPT) or {}
+            if spoken.get("text"):
+                lines.append(
+                    f"  transcript ({spoken.get('language') or '?'}): {spoken['text'][:300]}"
+                )
+            continue
         entries = results.get(name) or []
         if entries:
             top = ", ".join(f"{e['name']} ({e['count']})" for e in entries[:8])

@@ -22,6 +22,7 @@ class JobStage(enum.StrEnum):
     QUEUED = "queued"
     DOWNLOADING = "downloading"
     DETECTING_SCENES = "detecting_scenes"
+    TRANSCRIBING = "transcribing"
     EXTRACTING_FRAMES = "extracting_frames"
     CAPTIONING = "captioning"
     SUMMARIZING = "summarizing"

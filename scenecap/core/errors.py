@@ -198,6 +198,16 @@ class StoreUnavailable(ServiceUnavailable):
     code = "STORE_UNAVAILABLE"
 
 
+class SpeechBackendUnavailable(ServiceUnavailable):
+    code = "SPEECH_BACKEND_UNAVAILABLE"
+
+
+class TranscriptionUnavailable(ScenecapError):
+    """`transcript` was asked for, but no speech backend is configured (ASR_BACKEND=none)."""
+
+    status_code, code = 422, "TRANSCRIPTION_UNAVAILABLE"
+
+
 class CompletionTimeout(ScenecapError):
     status_code, code = 504, "COMPLETION_TIMEOUT"
 

@@ -88,8 +88,11 @@ def upload_id(url: str) -> uuid.UUID | None:
         raise UploadNotFound(f"no upload {url.removeprefix(UPLOAD_SCHEME)!r}") from None
 
 
-# The metadata types a client may ask for, in the order results list them.
+# The metadata types the vision model labels, in the order results list them (the default).
 METADATA_TYPES = ("categories", "participants", "actions", "scene", "tags")
+# What a client may ask for: those, and the speech transcript (not among the defaults).
+TRANSCRIPT = "transcript"
+REQUESTABLE = (*METADATA_TYPES, TRANSCRIPT)
 
 
 def claimed_image_size(head: bytes) -> tuple[int, int] | None:

@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     # server that says it takes fewer lowers it.
     vlm_max_images_per_request: int = Field(8, ge=1, le=64)
     caption_max_tokens: int = Field(300, ge=16)
+
+    # Speech (README, "Speech"): any server with OpenAI's POST /v1/audio/transcriptions.
+    asr_backend: Literal["none", "openai"] = "none"
+    asr_base_url: str = "http://127.0.0.1:8002/v1"
+    asr_api_key: str = ""
+    asr_model: str = "whisper-1"
+    # 16 kHz 16-bit mono WAV is 32 kB a second: 600 s stays well under servers' 25 MB.
+    asr_chunk_seconds: float = Field(300.0, ge=10, le=600)
+    asr_max_concurrency: int = Field(4, ge=1, le=64)
+    asr_timeout_seconds: float = Field(300.0, gt=0)
+    asr_max_retries: int = Field(4, ge=0, le=20)
     summary_prompt_tokens: int = Field(1024, ge=0)
     summary_max_tokens: int = Field(1024, ge=16)
 

@@ -43,6 +43,11 @@ class paths:
         return f"jobs/{job_id}/probe"
 
     @staticmethod
+    def transcript(job_id: uuid.UUID) -> str:
+        """A frame-mode job's transcript, kept so a retried job does not pay for it again."""
+        return f"jobs/{job_id}/transcript.json"
+
+    @staticmethod
     def upload(upload_id: uuid.UUID) -> str:
         return f"uploads/{upload_id}"
 

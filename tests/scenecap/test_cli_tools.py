@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import SCENECAP as SCENECAP_SCRIPT
+from tests.conftest import SPOKEN
+from tests.fake_asr import FakeASRServer
 
 SCENECAP = [SCENECAP_SCRIPT]
 
@@ -76,6 +78,27 @@ def test_analyze_in_segment_mode_runs_the_work_items_in_process(media_dir: Path)
     assert results["frames"] == [] and job["usage"]["segments"] == 8
     summary = run("analyze", str(media_dir / "sample.mp4"), "--segments", "6")
     assert summary.returncode == 0 and "chapters (6-second segments)" in summary.stdout
+
+
+def test_analyze_transcribes_with_a_speech_server_and_refuses_without_one(
+    media_dir: Path, fake_asr_server: FakeASRServer, fake_asr: Any
+) -> None:
+    clip = str(media_dir / "spoken.mp4")
+    refused = run("analyze", clip, "--transcript")
+    assert refused.returncode == 1
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .startswith("scenecap: error: TRANSCRIPTION_UNAVAILABLE:")
+    )
+    env = clean_env(SCENECAP_ASR_BACKEND="openai", SCENECAP_ASR_BASE_URL=fake_asr_server.base_url)
+    done = run("analyze", clip, "--transcript", "--segments", "10", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    words = [s["text"] for s in job["results"]["transcript"]["segments"]]
+    assert len(words) == len(SPOKEN) and job["metadata"][-1] == "transcript"
+    summary = run("analyze", clip, "--transcript", env=env)
+    assert "transcript (english): alpha bravo charlie delta" in summary.stdout
 
 
 def test_analyze_draws_a_progress_bar_on_a_terminal(media_dir: Path) -> None:

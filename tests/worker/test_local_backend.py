@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -62,3 +64,25 @@ def test_chat_answer_says_what_was_measured_and_that_it_is_no_language_model() -
     assert answer.model == "local-cv"
     assert "not a language model" in answer.content
     assert "Image 1:" in answer.content and "blue" in answer.content
+
+
+@pytest.mark.parametrize("size", [(96, 160), (40, 30), (127, 640)])
+def test_a_frame_smaller_than_the_people_detector_is_measured_not_a_crash(
+    size: tuple[int, int],
+) -> None:
+    """OpenCV's HOG detector kills the process (SIGSEGV) on an image smaller than its 64x128
+    window: a tiny video took the whole worker down. Run apart, so a crash fails only this."""
+    height, width = size
+    code = (
+        "import numpy as np, asyncio, cv2\n"
+        "from worker.vision.local import LocalBackend\n"
+        "from worker.vision.base import CaptionRequest, FrameImage\n"
+        f"image = np.full(({height}, {width}, 3), 120, np.uint8)\n"
+        "jpeg = cv2.imencode('.jpg', image)[1].tobytes()\n"
+        f"frame = FrameImage(0, 0.0, jpeg, {width}, {height})\n"
+        "answer = asyncio.run(LocalBackend().caption(frame, CaptionRequest(('participants',))))\n"
+        "print(answer.details['people'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "0"

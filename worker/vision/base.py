@@ -18,6 +18,7 @@ class FrameImage:
     jpeg: bytes
     width: int
     height: int
+    heard: str = ""  # speech at that moment, if the job has a transcript
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class CaptionedSegment:
     metadata: FrameMetadata
     details: dict[str, Any] = field(default_factory=dict)
     frame_times: tuple[float, ...] = ()
+    heard: str = ""  # speech during the segment, if the job has a transcript
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,14 @@ class VisionBackend(ABC):
 
     @abstractmethod
     async def summarise(
-        self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
+        self,
+        frames: list[CaptionedFrame],
+        request: CaptionRequest,
+        media: dict[str, Any],
+        speech: str = "",
     ) -> tuple[str, Usage]:
-        """Write one paragraph about the whole video from its timestamped frames."""
+        """Write one paragraph about the whole video from its timestamped frames (and what
+        is said in it, condensed to fit)."""
 
     @abstractmethod
     async def caption_segment(
@@ -153,9 +160,14 @@ class VisionBackend(ABC):
 
     @abstractmethod
     async def describe(
-        self, chapters: list[Chapter], request: CaptionRequest, media: dict[str, Any]
+        self,
+        chapters: list[Chapter],
+        request: CaptionRequest,
+        media: dict[str, Any],
+        speech: str = "",
     ) -> tuple[str, Usage]:
-        """One paragraph about the whole video, from its chapters."""
+        """One paragraph about the whole video, from its chapters (and what is said in it,
+        condensed to fit)."""
 
     @abstractmethod
     async def complete(

@@ -121,7 +121,13 @@ def measure(image: np.ndarray) -> FrameMeasurements:
     faces = _Detectors.faces().detectMultiScale(
         cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24)
     )
-    people, _weights = _Detectors.people().detectMultiScale(image, winStride=(8, 8), scale=1.05)
+    hog = _Detectors.people()
+    window_w, window_h = hog.winSize
+    # Smaller than the detector's window, OpenCV's HOG crashes the process (SIGSEGV); no
+    # one could be found in it anyway.
+    people: Any = []
+    if image.shape[0] >= window_h and image.shape[1] >= window_w:
+        people, _weights = hog.detectMultiScale(image, winStride=(8, 8), scale=1.05)
     return FrameMeasurements(
         brightness=float(gray.mean()),
         colourfulness=colourfulness,
@@ -222,9 +228,13 @@ class LocalBackend(VisionBackend):
         return FrameCaption(caption, metadata, details=measurements.as_details())
 
     async def summarise(
-        self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
+        self,
+        frames: list[CaptionedFrame],
+        request: CaptionRequest,
+        media: dict[str, Any],
+        speech: str = "",
     ) -> tuple[str, Usage]:
-        return compose_description(frames, media), Usage()
+        return compose_description(frames, media) + _spoken(speech), Usage()
 
     async def caption_segment(
         self, segment: SegmentFrames, request: CaptionRequest
@@ -262,14 +272,18 @@ class LocalBackend(VisionBackend):
         return chapters_by_labels(segments), Usage()
 
     async def describe(
-        self, chapters: list[Chapter], request: CaptionRequest, media: dict[str, Any]
+        self,
+        chapters: list[Chapter],
+        request: CaptionRequest,
+        media: dict[str, Any],
+        speech: str = "",
     ) -> tuple[str, Usage]:
         duration = media.get("duration") or 0.0
         parts = "; ".join(f"{_clock(c.start)}-{_clock(c.end)} {c.title}" for c in chapters[:12])
         more = f" and {len(chapters) - 12} more" if len(chapters) > 12 else ""
         return (
             f"A {duration:.1f}-second video measured with OpenCV (local-cv, no language model) "
-            f"in {len(chapters)} chapters: {parts}{more}.",
+            f"in {len(chapters)} chapters: {parts}{more}.{_spoken(speech)}",
             Usage(),
         )
 
@@ -342,6 +356,12 @@ def _motion(images: list[np.ndarray]) -> float:
     small = [cv2.resize(cv2.cvtColor(i, cv2.COLOR_BGR2GRAY), (64, 36)) for i in images]
     changes = [float(cv2.absdiff(a, b).mean()) for a, b in itertools.pairwise(small)]
     return sum(changes) / len(changes) if changes else 0.0
+
+
+def _spoken(speech: str) -> str:
+    """No language model reads the speech here: only how much of it there is."""
+    words = sum(len(line.split("] ", 1)[-1].split()) for line in speech.splitlines())
+    return f" About {words} words are spoken." if words else ""
 
 
 def _clock(seconds: float) -> str:

@@ -6,49 +6,36 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import random
 import re
-from collections.abc import Iterable
 from typing import Any
 
 import httpx
 
 from scenecap.core.errors import VisionBackendUnavailable
 from scenecap.core.settings import Settings
+from worker.backoff import RETRY_STATUS, delay_before
 from worker.vision.base import (
-    CaptionedFrame,
-    CaptionedSegment,
     CaptionRequest,
-    Chapter,
     ChatAnswer,
     FrameCaption,
     FrameImage,
     SegmentFrames,
     TooManyImages,
-    Usage,
     VisionBackend,
 )
+from worker.vision.openai_text import TextRequests, content_and_usage
 from worker.vision.prompt import (
-    CHAPTER_PROMPT,
-    CONDENSE_PROMPT,
-    DESCRIPTION_PROMPT,
     SYSTEM_PROMPT,
-    chapter_schema,
     frame_prompt,
     frame_schema,
-    parse_chapters,
     parse_frame_answer,
     segment_texts,
-    summary_prompt,
 )
-from worker.vision.windows import shorten, windows
 
 log = logging.getLogger(__name__)
-_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-_MAX_BACKOFF = 30.0
 
 
-class OpenAIBackend(VisionBackend):
+class OpenAIBackend(TextRequests, VisionBackend):
     """Chat completions over one pooled async httpx client."""
 
     name = "openai"
@@ -87,7 +74,9 @@ class OpenAIBackend(VisionBackend):
                         {"type": "image_url", "image_url": {"url": image_url}},
                         {
                             "type": "text",
-                            "text": frame_prompt(request.metadata_types, frame.timestamp),
+                            "text": frame_prompt(
+                                request.metadata_types, frame.timestamp, frame.heard
+                            ),
                         },
                     ],
                 },
@@ -96,7 +85,7 @@ class OpenAIBackend(VisionBackend):
             "temperature": self.settings.vlm_temperature,
         }
         answer, retries = await self._complete_json(body, frame_schema(request.metadata_types))
-        text, usage = _content_and_usage(answer)
+        text, usage = content_and_usage(answer)
         caption, metadata, parsed = parse_frame_answer(text, request.metadata_types)
         return FrameCaption(caption, metadata, usage, parsed, retries=retries)
 
@@ -134,92 +123,9 @@ class OpenAIBackend(VisionBackend):
             if refused.limit >= len(frames):  # then that is not what it refuses
                 raise VisionBackendUnavailable(str(refused)) from None
             raise
-        text, usage = _content_and_usage(answer)
+        text, usage = content_and_usage(answer)
         caption, metadata, parsed = parse_frame_answer(text, request.metadata_types)
         return FrameCaption(caption, metadata, usage, parsed, retries=retries)
-
-    async def chapters(
-        self, segments: list[CaptionedSegment], request: CaptionRequest
-    ) -> tuple[list[Chapter], Usage]:
-        lines = [f"[{s.index}] {s.start:.1f}-{s.end:.1f} s: {s.caption}" for s in segments]
-        context, answer_tokens = self.settings.vlm_context_tokens, self.settings.summary_max_tokens
-        lines = [
-            shorten(line, prompt=CHAPTER_PROMPT, context=context, max_tokens=answer_tokens)
-            for line in lines
-        ]
-        runs = windows(lines, prompt=CHAPTER_PROMPT, context=context, max_tokens=answer_tokens)
-        limit = asyncio.Semaphore(self.max_concurrency)
-
-        async def chapter_run(run: list[int]) -> tuple[list[Chapter], Usage]:
-            body = {
-                "model": self.model_name(request),
-                "messages": [
-                    {"role": "user", "content": CHAPTER_PROMPT + "\n".join(lines[i] for i in run)}
-                ],
-                "max_tokens": answer_tokens,
-                "temperature": self.settings.vlm_temperature,
-            }
-            async with limit:
-                answer, _retries = await self._complete_json(body, chapter_schema())
-            text, usage = _content_and_usage(answer)
-            return _checked_chapters(parse_chapters(text), [segments[i] for i in run]), usage
-
-        done = await asyncio.gather(*(chapter_run(run) for run in runs))
-        return [c for chapters, _usage in done for c in chapters], _total(u for _c, u in done)
-
-    async def describe(
-        self, chapters: list[Chapter], request: CaptionRequest, media: dict[str, Any]
-    ) -> tuple[str, Usage]:
-        """From the chapters; condensed window by window first while they do not fit."""
-        context, answer_tokens = self.settings.vlm_context_tokens, self.settings.summary_max_tokens
-        texts = [f"[{c.start:.0f}-{c.end:.0f} s] {c.title}: {c.summary}" for c in chapters]
-        usage = Usage()
-        while True:
-            texts = [
-                shorten(t, prompt=DESCRIPTION_PROMPT, context=context, max_tokens=answer_tokens)
-                for t in texts
-            ]
-            runs = windows(
-                texts, prompt=DESCRIPTION_PROMPT, context=context, max_tokens=answer_tokens
-            )
-            if len(runs) == 1:
-                text, used = await self._text(request, DESCRIPTION_PROMPT, texts, answer_tokens)
-                return text, usage + used
-            condensed = await asyncio.gather(
-                *(
-                    self._text(request, CONDENSE_PROMPT, [texts[i] for i in run], answer_tokens)
-                    for run in runs
-                )
-            )
-            texts = [text for text, _used in condensed]
-            usage = usage + _total(used for _text, used in condensed)
-
-    async def _text(
-        self, request: CaptionRequest, prompt: str, lines: list[str], max_tokens: int
-    ) -> tuple[str, Usage]:
-        body = {
-            "model": self.model_name(request),
-            "messages": [{"role": "user", "content": prompt + "\n".join(lines)}],
-            "max_tokens": max_tokens,
-            "temperature": self.settings.vlm_temperature,
-        }
-        answer, _retries = await self._post(body)
-        text, usage = _content_and_usage(answer)
-        return text.strip(), usage
-
-    async def summarise(
-        self, frames: list[CaptionedFrame], request: CaptionRequest, media: dict[str, Any]
-    ) -> tuple[str, Usage]:
-        lines = [f"[{f.timestamp:.2f}s] {f.caption}" for f in frames]
-        body = {
-            "model": self.model_name(request),
-            "messages": [{"role": "user", "content": summary_prompt(lines)}],
-            "max_tokens": self.settings.summary_max_tokens,
-            "temperature": self.settings.vlm_temperature,
-        }
-        answer, _retries = await self._post(body)
-        text, usage = _content_and_usage(answer)
-        return text.strip(), usage
 
     async def complete(
         self,
@@ -236,7 +142,7 @@ class OpenAIBackend(VisionBackend):
             "max_tokens": max_tokens,
         }
         answer, _retries = await self._post(body)
-        text, usage = _content_and_usage(answer)
+        text, usage = content_and_usage(answer)
         finish = (answer.get("choices") or [{}])[0].get("finish_reason") or "stop"
         return ChatAnswer(text, str(answer.get("model") or body["model"]), usage, str(finish))
 
@@ -268,7 +174,7 @@ class OpenAIBackend(VisionBackend):
         """
         attempts = self.settings.vlm_max_retries + 1
         for attempt in range(attempts):
-            delay: float | None = None
+            failed: httpx.Response | None = None
             try:
                 response = await self._client.post("chat/completions", json=body)
             except httpx.TransportError as exc:
@@ -285,16 +191,14 @@ class OpenAIBackend(VisionBackend):
                 images = _IMAGE_LIMIT.search(response.text)
                 if response.status_code in (400, 422) and images:
                     raise TooManyImages(int(images.group(1)), response.text[:200])
-                if response.status_code not in _RETRY_STATUS:
+                if response.status_code not in RETRY_STATUS:
                     raise VisionBackendUnavailable(
                         f"vision model answered HTTP {response.status_code}: {response.text[:200]}",
                         {"status_code": response.status_code},
                     )
-                problem = f"HTTP {response.status_code}"
-                delay = _retry_after(response)
+                problem, failed = f"HTTP {response.status_code}", response
             if attempt + 1 < attempts:
-                backoff = min(_MAX_BACKOFF, 0.5 * 2**attempt)
-                await asyncio.sleep(delay if delay is not None else random.uniform(0, backoff))
+                await asyncio.sleep(delay_before(attempt, failed))
         raise VisionBackendUnavailable(
             f"vision model unavailable after {attempts} attempts (last: {problem})",
             {"attempts": attempts},
@@ -307,52 +211,3 @@ class _SchemaRefused(Exception):
 
 # vLLM: "At most 1 image(s) may be provided in one request."; others say it much the same way.
 _IMAGE_LIMIT = re.compile(r"at most (\d+) image", re.I)
-
-
-def _checked_chapters(found: list[dict[str, Any]], run: list[CaptionedSegment]) -> list[Chapter]:
-    """The model's chapters if they cover the run exactly, in order; else one for the run."""
-    first, last = run[0].index, run[-1].index
-    by_index = {s.index: s for s in run}
-    expected, chapters = first, []
-    for item in found:
-        start, end = item.get("first"), item.get("last")
-        if not (
-            isinstance(start, int) and isinstance(end, int) and start == expected <= end <= last
-        ):
-            break
-        title = str(item.get("title") or "").strip()[:200] or f"Segments {start}-{end}"
-        summary = str(item.get("summary") or "").strip()[:2000]
-        chapters.append(
-            Chapter(start, end, by_index[start].start, by_index[end].end, title, summary)
-        )
-        expected = end + 1
-    if expected == last + 1:
-        return chapters
-    summary = run[0].caption if len(run) == 1 else f"{run[0].caption} ... {run[-1].caption}"
-    return [Chapter(first, last, run[0].start, run[-1].end, f"Segments {first}-{last}", summary)]
-
-
-def _total(usages: Iterable[Usage]) -> Usage:
-    total = Usage()
-    for usage in usages:
-        total = total + usage
-    return total
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "")
-    try:
-        return min(_MAX_BACKOFF, max(0.0, float(value)))
-    except ValueError:
-        return None
-
-
-def _content_and_usage(answer: dict[str, Any]) -> tuple[str, Usage]:
-    try:
-        content = answer["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError) as exc:
-        raise VisionBackendUnavailable("vision model answered without choices") from exc
-    usage = answer.get("usage") or {}
-    return str(content), Usage(
-        int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    )

@@ -22,12 +22,24 @@ _FIELD_HINTS = {
 }
 
 
-def frame_prompt(metadata_types: tuple[str, ...], timestamp: float) -> str:
+# Speech given with a frame or a segment is cut to this: request budgets allow for it.
+HEARD_MAX_CHARS = 600
+
+
+def heard_line(heard: str) -> str:
+    """Speech as context: marked as heard, so the model does not describe it as seen."""
+    if not heard:
+        return ""
+    return f'\nHeard at this time (speech, not seen): "{heard[:HEARD_MAX_CHARS]}"'
+
+
+def frame_prompt(metadata_types: tuple[str, ...], timestamp: float, heard: str = "") -> str:
     fields = "\n".join(f'- "{name}": {_FIELD_HINTS[name]}' for name in metadata_types)
     return (
         f"This is a frame at {timestamp:.2f} s of a video. Return JSON with "
         f'"caption" (one or two sentences) and:\n{fields}\n'
         'Every field except "caption" and "scene" is a list of short lowercase strings.'
+        f"{heard_line(heard)}"
     )
 
 
@@ -57,13 +69,12 @@ def segment_texts(
     )
     labels = [f"Frame at {time:.2f} s:" for time in times]
     fields = "\n".join(f'- "{name}": {_FIELD_HINTS[name]}' for name in metadata_types)
-    speech = f'\nHeard during this stretch (speech, not seen): "{heard}"' if heard else ""
     instructions = (
         'Return one JSON object about the whole stretch: "caption" (two or three sentences on '
         "what happens, who moves and what changes between the frames) and:\n"
         f"{fields}\n"
         'Every field except "caption" and "scene" is a list of short lowercase strings.'
-        f"{speech}"
+        f"{heard_line(heard)}"
     )
     return opening, labels, instructions
 
@@ -108,12 +119,24 @@ CONDENSE_PROMPT = (
 )
 
 
-def summary_prompt(lines: list[str]) -> str:
+def summary_prompt(lines: list[str], speech: str = "") -> str:
     return (
         "Below are timestamped captions of frames sampled from one video. Write one paragraph "
         "(at most 120 words) describing the whole video: what happens, who is in it, where, "
-        "and how it changes over time. Do not invent details.\n\n" + "\n".join(lines)
+        "and how it changes over time. Do not invent details.\n\n"
+        + "\n".join(lines)
+        + speech_block(speech)
     )
+
+
+def speech_block(speech: str) -> str:
+    return f"\n\nWhat is said in the video (speech):\n{speech}" if speech else ""
+
+
+CONDENSE_SPEECH_PROMPT = (
+    "Below is part of what is said in a video, with times. Summarise it in a few sentences, "
+    "keeping who says what and the times of the main points.\n\n"
+)
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)

@@ -1,0 +1,212 @@
+"""Speech benchmark: `make bench-speech` (python -m bench.speech).
+
+1. Audio extraction of a 10-minute 720p30 video with sound: our chunks (decoded in the
+   sandbox, resampled to 16 kHz mono WAV) vs `ffmpeg -vn -ac 1 -ar 16000` on the same file,
+   each in a fresh process; and how many times faster than real time.
+2. The transcription stage against the fake speech server (its own process) with latency L
+   and concurrency C: wall time vs the ideal ceil(chunks / C) x L.
+3. Peak RSS of the process transcribing 10 and 60 minutes of sound: flat in length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.videos import CACHE, ffmpeg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_media(minutes: int, *, video: bool) -> Path:
+    """A cached file with a tone burst every 5 s: 720p30 testsrc2 and AAC, or AAC alone."""
+    CACHE.mkdir(exist_ok=True)
+    path = (
+        CACHE / f"speech-{'720p30' if video else 'audio'}-{minutes}min.{'mp4' if video else 'm4a'}"
+    )
+    if path.exists():
+        return path
+    seconds = minutes * 60
+    beeps = f"sine=frequency=440:sample_rate=44100:duration={seconds}"
+    gate = "volume='if(lt(mod(t,5),1),0.5,0)':eval=frame"
+    inputs = ["-f", "lavfi", "-i", beeps]
+    if video:
+        inputs = [
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+            *inputs,
+        ]
+    partial = path.with_name(path.stem + ".partial" + path.suffix)
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            *inputs,
+            "-af",
+            gate,
+            *(
+                ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+                if video
+                else ["-vn"]
+            ),
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            str(partial),
+        ],
+        check=True,
+    )
+    partial.rename(path)
+    return path
+
+
+def in_fresh_process(code: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+_OURS = """
+import json, resource, time
+from pathlib import Path
+from scenecap.core.settings import Settings
+from worker.pipeline.sandbox import SandboxLimits, run_sandboxed
+from worker.speech.audio import AUDIO_CHUNK, decode_chunk
+from worker.speech.transcript import chunk_spans
+path, duration = Path({path!r}), {duration}
+limits = SandboxLimits.of(Settings())
+start = time.perf_counter()
+sound = 0
+for span in chunk_spans(duration, {chunk}):
+    chunk = run_sandboxed(lambda _s: decode_chunk(path, span.heard_from, span.heard_until),
+                          limits, codec=AUDIO_CHUNK)
+    sound += len(chunk.wav)
+print(json.dumps({{"seconds": time.perf_counter() - start, "bytes": sound}}))
+"""
+
+_TRANSCRIBE = """
+import asyncio, json, resource, time
+from pathlib import Path
+from scenecap.core.settings import Settings
+from worker.speech.transcribe import transcribe
+settings = Settings(asr_backend="openai", asr_base_url={url!r}, asr_chunk_seconds={chunk},
+                    asr_max_concurrency={concurrency})
+start = time.perf_counter()
+transcript = asyncio.run(transcribe(Path({path!r}), {duration}, settings))
+print(json.dumps({{"seconds": time.perf_counter() - start, "words": len(transcript.segments),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def floor(path: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-f",
+            "wav",
+            "/dev/null",
+        ],
+        check=True,
+    )
+    return time.perf_counter() - start
+
+
+@contextmanager
+def fake_asr(delay: float) -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_asr", "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency", type=float, default=0.5, help="seconds per request (L)")
+    parser.add_argument("--concurrency", type=int, default=4, help="ASR_MAX_CONCURRENCY (C)")
+    parser.add_argument("--chunk", type=float, default=30.0, help="ASR_CHUNK_SECONDS")
+    args = parser.parse_args()
+    video = ensure_media(10, video=True)
+
+    print("# Speech (ratios measured in this run)\n")
+    print("## Audio extraction, 10-minute 720p30 video with AAC sound\n")
+    print("| method | seconds | x real time | vs ffmpeg |")
+    print("| --- | --- | --- | --- |")
+    ffmpeg_seconds = floor(video)
+    ours = in_fresh_process(_OURS.format(path=str(video), duration=600.0, chunk=300.0))
+    print(
+        f"| `ffmpeg -vn -ac 1 -ar 16000` | {ffmpeg_seconds:.2f} | "
+        f"{600 / ffmpeg_seconds:.0f}x | 1.00x |"
+    )
+    print(
+        f"| ours: 300-second chunks (+2 s each side), sandboxed | {ours['seconds']:.2f} | "
+        f"{600 / ours['seconds']:.0f}x | {ffmpeg_seconds / ours['seconds']:.2f}x |\n"
+    )
+
+    chunks = math.ceil(600 / args.chunk)
+    ideal = math.ceil(chunks / args.concurrency) * args.latency
+    print(
+        f"## Transcription stage, {chunks} chunks of {args.chunk:g} s, L = {args.latency} s, "
+        f"C = {args.concurrency}\n"
+    )
+    print("| sound | seconds | ideal ceil(chunks/C)*L | measured / ideal | words | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    with fake_asr(args.latency) as url:
+        for label, path, minutes in (
+            ("10 min (video)", video, 10),
+            ("60 min (sound only)", ensure_media(60, video=False), 60),
+        ):
+            result = in_fresh_process(
+                _TRANSCRIBE.format(
+                    url=url,
+                    chunk=args.chunk,
+                    concurrency=args.concurrency,
+                    path=str(path),
+                    duration=minutes * 60.0,
+                )
+            )
+            ideal = (
+                math.ceil(math.ceil(minutes * 60 / args.chunk) / args.concurrency) * args.latency
+            )
+            print(
+                f"| {label} | {result['seconds']:.2f} | {ideal:.2f} | "
+                f"{result['seconds'] / ideal:.2f} | {result['words']} | {result['rss_mb']:.0f} MB |"
+            )
+
+
+if __name__ == "__main__":
+    main()

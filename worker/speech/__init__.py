@@ -1,0 +1,1 @@
+"""Speech: audio decoded in the sandbox, transcribed by an OpenAI-compatible server."""

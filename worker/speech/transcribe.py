@@ -1,0 +1,77 @@
+"""Transcribe a video's sound chunk by chunk: each chunk decoded in the sandbox, sent to the
+speech server, and its answer put back on the video's timeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from scenecap.core.settings import Settings
+from worker.pipeline.sandbox import SandboxLimits, run_sandboxed
+from worker.speech.asr import SpeechClient
+from worker.speech.audio import AUDIO_CHUNK, decode_chunk
+from worker.speech.transcript import ChunkSpan, Spoken, Transcript, chunk_spans, keep
+
+
+async def transcribe_chunk(
+    path: Path, span: ChunkSpan, client: SpeechClient, limits: SandboxLimits
+) -> Transcript:
+    """One chunk's part of the transcript: the segments it keeps, its language, and how
+    much sound of its own span it held."""
+    chunk = await asyncio.to_thread(
+        lambda: run_sandboxed(
+            lambda _send: decode_chunk(path, span.heard_from, span.heard_until),
+            limits,
+            codec=AUDIO_CHUNK,
+        )
+    )
+    if chunk.seconds <= 0:
+        return Transcript()
+    answer = await client.transcribe(chunk.wav, chunk.seconds)
+    own = min(span.end, chunk.start + chunk.seconds) - max(span.start, chunk.start)
+    return Transcript(answer.language, keep(span, chunk.start, answer), max(0.0, own))
+
+
+async def transcribe(
+    path: Path,
+    duration: float,
+    settings: Settings,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> Transcript:
+    """The whole transcript, chunks in flight at most ASR_MAX_CONCURRENCY at a time;
+    `on_chunk(done, total)` after each."""
+    spans = chunk_spans(duration, settings.asr_chunk_seconds)
+    client = SpeechClient(settings)
+    limit = asyncio.Semaphore(settings.asr_max_concurrency)
+    limits = SandboxLimits.of(settings)
+    done = 0
+
+    async def one(span: ChunkSpan) -> Transcript:
+        nonlocal done
+        async with limit:
+            part = await transcribe_chunk(path, span, client, limits)
+        done += 1
+        if on_chunk is not None:
+            on_chunk(done, len(spans))
+        return part
+
+    try:
+        parts = await asyncio.gather(*(one(span) for span in spans))
+    finally:
+        await client.aclose()
+    return joined(parts)
+
+
+def joined(parts: list[Transcript]) -> Transcript:
+    """Chunks' parts, in time order, as one transcript (the first language reported)."""
+    segments: list[Spoken] = sorted(
+        (s for part in parts for s in part.segments), key=lambda s: (s.start, s.end)
+    )
+    language = next((p.language for p in parts if p.language), "")
+    return Transcript(language, segments, sum(p.audio_seconds for p in parts))
+
+
+def speech_lines(transcript: Transcript) -> str:
+    """The transcript as lines of "[time] text", for the summary requests."""
+    return "\n".join(f"[{s.start:.1f} s] {s.text}" for s in transcript.segments)
