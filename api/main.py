@@ -12,8 +12,9 @@ import scenecap
 from api.auth import KeyCache
 from api.errors import BodySizeLimit, install_error_handlers
 from api.ratelimit import RateLimiter
-from api.routes import categories, completions, health, live, metrics, uploads, webhooks
+from api.routes import categories, completions, health, live, metrics, search, uploads, webhooks
 from api.routes.metrics import MetricsCache
+from api.services.ask import QuestionModel
 from api.services.media_check import MediaInspector
 from db.reads import Reads
 from db.session import make_engine, make_session_factory
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inspector.close()
         if app.state.rate_limiter is not None:
             await app.state.rate_limiter.aclose()
+        if app.state.question_model is not None:
+            await app.state.question_model.aclose()
         engine.dispose()
         orm_reads.dispose()
 
@@ -74,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = (
         RateLimiter(settings.broker_url, settings.rate_limit_per_minute) if limited else None
     )
+    app.state.question_model = (
+        QuestionModel(settings) if settings.vision_backend == "openai" else None
+    )
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_request_bytes, streamed=(uploads.PATH,)
@@ -86,4 +92,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(completions.router)
     app.include_router(webhooks.router)
     app.include_router(uploads.router)
+    app.include_router(search.router)
     return app

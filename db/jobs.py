@@ -10,7 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
-from db import webhooks
+from db import search, webhooks
 from db.models import Job
 from scenecap.core.enums import JobKind, JobStage, JobStatus, utcnow
 
@@ -173,7 +173,10 @@ def complete_job(
             lease_expires_at=None,
         )
     )
-    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+    ended = _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+    if ended:  # searchable from the moment it is COMPLETED
+        search.index_job(session, job_id, results)
+    return ended
 
 
 def fail_job(session: Session, job_id: uuid.UUID, *, code: str, message: str) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 from scenecap.core.enums import JobKind, JobStage, JobStatus, WebhookStatus, utcnow
@@ -225,6 +227,32 @@ class WorkItem(Base):
     result: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Passage(Base):
+    """A searchable piece of a completed job's results: a caption, a chapter, a stretch of
+    transcript, a label (docs/api.md, "Search"). PostgreSQL indexes its text in a generated
+    tsvector column (GIN); SQLite in an FTS5 table kept by triggers (migration 0007)."""
+
+    __tablename__ = "passages"
+    __table_args__ = (
+        Index("ix_passages_job_start", "job_id", "start"),
+        Index("ix_passages_tsv", "tsv", postgresql_using="gin"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    api_key_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(16))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    text: Mapped[str] = mapped_column(Text)
+    # PostgreSQL only (SQLite has passages_fts instead): never loaded, never written.
+    tsv: Mapped[Any] = deferred(
+        mapped_column(TSVECTOR, Computed("to_tsvector('english', text)", persisted=True))
+    )
 
 
 class JobStageTiming(Base):

@@ -83,6 +83,18 @@ def chapters_answer(text: str) -> dict[str, Any]:
     }
 
 
+def ask_answer(text: str) -> str:
+    """Cite the first note that names a word of the question, and one time no note has (the
+    service must drop it)."""
+    notes, question = text.split("Question: ", 1)
+    words = {w.lower() for w in re.findall(r"\w{3,}", question.splitlines()[0])}
+    for line in notes.splitlines():
+        found = re.match(r"(\[\d+\.\d-\d+\.\d\]) \(([^)]*)\) (.*)", line)
+        if found and words & {w.lower() for w in re.findall(r"\w{3,}", found.group(3))}:
+            return f"It is {found.group(2)} at {found.group(1)}, and again at [9999.0-9999.5]."
+    return "The video does not show it."
+
+
 def prompt_tokens_of(body: dict[str, Any], images: list[bytes]) -> int:
     """What a Qwen2-VL server counts: ceil(h/28) * ceil(w/28) per image, about four characters
     of text per token."""
@@ -321,6 +333,8 @@ def completion(
         text = body["messages"][-1]["content"]
         if "Group them into chapters" in text:
             content = json.dumps(chapters_answer(text))
+        elif "Question: " in text:
+            content = ask_answer(text)
         else:
             count = sum(1 for line in text.splitlines() if line.startswith("["))
             content = f"A video summarised from {count} captions."

@@ -76,6 +76,38 @@ def test_a_job_on_s3_from_upload_to_purge(
     store.delete_prefix("")
 
 
+def test_a_segment_job_on_s3_reads_its_media_from_the_bucket_once_per_machine(
+    stack: IsolatedStack, media_server: str, fake_vlm: Any
+) -> None:
+    """Work items on S3 download the job's media into the machine's cache (the worker's
+    TMPDIR) once, and read the probe from the bucket rather than demux again."""
+    stack.start_worker()
+    with stack.session_factory.begin() as session:
+        _key, plaintext = create_key(session, "s3-segments")
+    store = open_store(stack.settings)
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    with (
+        serve_app(create_app(stack.settings)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+    ):
+        body = {
+            "media_url": f"{media_server}/long.mp4",
+            "segment_seconds": 10,
+            "frames_per_segment": 2,
+            "use_scenes": True,
+        }
+        job_id = client.post("/v2/media/categories", json=body).json()["job_id"]
+        job = poll_job(client, job_id, until=is_terminal)
+        assert job["status"] == "COMPLETED", job["error"]
+        segments = job["results"]["segments"]
+        stored = {o.key for o in store.list(paths.job(uuid.UUID(job_id)))}
+        assert paths.probe(uuid.UUID(job_id)) in stored
+        assert {paths.thumbnail(uuid.UUID(job_id), s["index"]) for s in segments} <= stored
+        cached = list((stack.log.parent / "scenecap-media").iterdir())
+        assert [entry.name for entry in cached] == [job_id], "one copy, whole, no partials"
+    store.delete_prefix("")
+
+
 def test_a_store_that_is_down_fails_what_needs_it_with_its_code(
     settings: Settings, tmp_path: Path, media_dir: Path, media_server: str, fake_vlm: Any
 ) -> None:

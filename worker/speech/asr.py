@@ -7,14 +7,13 @@ and timeouts are retried with backoff (honouring Retry-After), anything else fai
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 
+from scenecap.core.backoff import send_retrying
 from scenecap.core.errors import SpeechBackendUnavailable
 from scenecap.core.settings import Settings
-from worker.backoff import RETRY_STATUS, delay_before
 from worker.speech.transcript import ChunkAnswer
 
 
@@ -61,33 +60,15 @@ class SpeechClient:
             "response_format": "verbose_json",
             "timestamp_granularities[]": "segment",
         }
-        problem = ""
-        for attempt in range(attempts):
-            failed: httpx.Response | None = None
-            try:
-                response = await self._client.post(
-                    "audio/transcriptions",
-                    data=form,
-                    files={"file": ("audio.wav", wav, "audio/wav")},
-                )
-            except httpx.TransportError as exc:
-                problem = type(exc).__name__
-            else:
-                if response.is_success:
-                    return _json(response)
-                if response.status_code not in RETRY_STATUS:
-                    raise SpeechBackendUnavailable(
-                        f"speech server answered HTTP {response.status_code}: "
-                        f"{response.text[:200]}",
-                        {"status_code": response.status_code},
-                    )
-                problem, failed = f"HTTP {response.status_code}", response
-            if attempt + 1 < attempts:
-                await asyncio.sleep(delay_before(attempt, failed))
-        raise SpeechBackendUnavailable(
-            f"speech server unavailable after {attempts} attempts (last: {problem})",
-            {"attempts": attempts},
+        response, _retries = await send_retrying(
+            lambda: self._client.post(
+                "audio/transcriptions", data=form, files={"file": ("audio.wav", wav, "audio/wav")}
+            ),
+            attempts,
+            unavailable=SpeechBackendUnavailable,
+            server="speech server",
         )
+        return _json(response)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

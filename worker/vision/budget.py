@@ -2,9 +2,8 @@
 of its images may have (docs/architecture.md, "Never over the context").
 
 Images are counted by Qwen2-VL's rule: ceil(h/28) * ceil(w/28) tokens after smart_resize.
-Text is counted at one token per three characters, more than the one per four that
-tokenizers give English, so an estimate is never below what the server counts. The answer's
-`max_tokens` is part of the request, and a margin covers the chat template's own tokens.
+Text is counted as scenecap.core.tokens counts it. The answer's `max_tokens` is part of the
+request, and a margin covers the chat template's own tokens.
 """
 
 from __future__ import annotations
@@ -12,17 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from scenecap.core.tokens import TEMPLATE_TOKENS, text_tokens
+
 PATCH = 28
 MIN_IMAGE_TOKENS = 4  # smart_resize's floor: 56 x 56 pixels
-TEMPLATE_TOKENS = 64  # role markers and image delimiters the server adds
 
 
 def image_tokens(width: int, height: int) -> int:
     return math.ceil(height / PATCH) * math.ceil(width / PATCH)
-
-
-def text_tokens(*texts: str) -> int:
-    return sum(math.ceil(len(text) / 3) for text in texts)
 
 
 def request_tokens(

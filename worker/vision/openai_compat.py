@@ -3,7 +3,6 @@ llama.cpp, Ollama, OpenAI, Animus). One request per frame, the image inline as a
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import re
@@ -11,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from scenecap.core.backoff import send_retrying
 from scenecap.core.errors import VisionBackendUnavailable
 from scenecap.core.settings import Settings
-from worker.backoff import RETRY_STATUS, delay_before
 from worker.vision.base import (
     CaptionRequest,
     ChatAnswer,
@@ -172,37 +171,26 @@ class OpenAIBackend(TextRequests, VisionBackend):
 
         Returns the answer and how many attempts failed before it.
         """
-        attempts = self.settings.vlm_max_retries + 1
-        for attempt in range(attempts):
-            failed: httpx.Response | None = None
-            try:
-                response = await self._client.post("chat/completions", json=body)
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}"
-            else:
-                if response.is_success:
-                    return response.json(), attempt
-                if (
-                    response.status_code in (400, 422)
-                    and "response_format" in body
-                    and ("response_format" in response.text or "json_schema" in response.text)
-                ):
-                    raise _SchemaRefused
-                images = _IMAGE_LIMIT.search(response.text)
-                if response.status_code in (400, 422) and images:
-                    raise TooManyImages(int(images.group(1)), response.text[:200])
-                if response.status_code not in RETRY_STATUS:
-                    raise VisionBackendUnavailable(
-                        f"vision model answered HTTP {response.status_code}: {response.text[:200]}",
-                        {"status_code": response.status_code},
-                    )
-                problem, failed = f"HTTP {response.status_code}", response
-            if attempt + 1 < attempts:
-                await asyncio.sleep(delay_before(attempt, failed))
-        raise VisionBackendUnavailable(
-            f"vision model unavailable after {attempts} attempts (last: {problem})",
-            {"attempts": attempts},
+
+        def refused(response: httpx.Response) -> None:
+            if response.status_code not in (400, 422):
+                return
+            if "response_format" in body and (
+                "response_format" in response.text or "json_schema" in response.text
+            ):
+                raise _SchemaRefused
+            images = _IMAGE_LIMIT.search(response.text)
+            if images:
+                raise TooManyImages(int(images.group(1)), response.text[:200])
+
+        response, retries = await send_retrying(
+            lambda: self._client.post("chat/completions", json=body),
+            self.settings.vlm_max_retries + 1,
+            unavailable=VisionBackendUnavailable,
+            server="vision model",
+            refused=refused,
         )
+        return response.json(), retries
 
 
 class _SchemaRefused(Exception):

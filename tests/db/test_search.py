@@ -1,0 +1,139 @@
+"""Search in the embedded default (SQLite FTS5) answers as PostgreSQL does for the same
+web-search syntax, and the search migration indexes jobs completed before it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, text, update
+
+from db import jobs as job_repo
+from db import search
+from db.keys import create_key
+from db.models import Job, Passage
+from db.session import make_engine, make_session_factory
+from migrations.apply import upgrade
+from scenecap.core.enums import JobStatus
+from tests.conftest import recreate_database
+
+RESULTS = {
+    "frames": [
+        {"timestamp": 1.0, "caption": "A red kettle on a stove in a small kitchen."},
+        {"timestamp": 2.0, "caption": "A red mug; far from it, on a shelf, a kettle."},
+        {"timestamp": 3.0, "caption": "A bicycle leans against the wall."},
+        {"timestamp": 4.0, "caption": "A blue kettle, poured."},
+    ],
+    "transcript": {"segments": [{"start": 5.0, "end": 7.5, "text": "the water is boiling"}]},
+}
+
+
+def complete(session: Any, key_id: uuid.UUID, results: dict[str, Any]) -> uuid.UUID:
+    job = job_repo.create_job(
+        session,
+        api_key_id=key_id,
+        media_url="https://example.com/a.mp4",
+        media_type="video",
+        requested_metadata=["tags"],
+        use_scenes=False,
+        status=JobStatus.PROCESSING,
+    )
+    job_repo.complete_job(session, job.id, results=results, usage={})
+    return job.id
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Any:
+    url = f"sqlite:///{tmp_path / 'dev.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("query", "starts"),
+    [
+        ("kettle", [1.0, 2.0, 4.0]),
+        ('"red kettle"', [1.0]),
+        ("kettle -red", [4.0]),
+        ("bicycle or poured", [3.0, 4.0]),
+        ("kettle bicycle", []),
+        ("boils", [5.0]),  # stems, as PostgreSQL's english configuration does
+        ('" OR NEAR(', []),  # FTS5 syntax typed by a user is words, not an error
+    ],
+)
+def test_sqlite_search_speaks_the_same_syntax(sqlite: Any, query: str, starts: list[float]) -> None:
+    with sqlite.begin() as session:
+        key, _plaintext = create_key(session, "dev")
+        complete(session, key.id, RESULTS)
+    with sqlite() as session:
+        found = search.search(session, key.id, query, limit=10)
+    assert sorted(h.start for h in found) == starts
+    for hit in found:
+        assert "<b>" in hit.highlight
+
+
+def test_sqlite_ranks_close_words_first_and_pages_by_cursor(sqlite: Any) -> None:
+    with sqlite.begin() as session:
+        key, _plaintext = create_key(session, "dev")
+        job_id = complete(session, key.id, RESULTS)
+        other, _ = create_key(session, "other")
+    with sqlite() as session:
+        first = search.search(session, key.id, "red kettle", limit=1)
+        [second] = search.search(
+            session, key.id, "red kettle", limit=1, after=(first[0].score, first[0].id)
+        )
+        assert [first[0].start, second.start] == [1.0, 2.0]
+        assert search.search(session, other.id, "kettle", limit=10) == []
+        assert search.best_in_job(session, job_id, "where is the bicycle?", limit=3)
+    with sqlite.begin() as session:  # a purge: the FTS index forgets the passages too
+        session.execute(delete(Job).where(Job.id == job_id))
+    with sqlite() as session:
+        assert session.scalar(select(func.count()).select_from(Passage)) == 0
+        assert session.scalar(text("SELECT count(*) FROM passages_fts")) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("red kettle", '"red" AND "kettle"'),
+        ('"red kettle" mug', '"red kettle" AND "mug"'),
+        ("red or blue kettle", '("red" OR "blue") AND "kettle"'),
+        ("kettle -red -blue", '("kettle") NOT ("red" OR "blue")'),
+        ('say "hi', '"say" AND "hi"'),
+        ("or -", '"-"'),
+        ("", ""),
+    ],
+)
+def test_fts5_query_translation(query: str, match: str) -> None:
+    assert search.fts5_query(query) == match
+
+
+def test_the_migration_indexes_jobs_completed_before_it() -> None:
+    url = recreate_database("scenecap_search_backfill")
+    upgrade(url, "0006")
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine).begin() as session:
+            # Completed as a worker before revision 0007 did: no passages.
+            key, _plaintext = create_key(session, "old")
+            job = job_repo.create_job(
+                session,
+                api_key_id=key.id,
+                media_url="https://example.com/a.mp4",
+                media_type="video",
+                requested_metadata=["tags"],
+                use_scenes=False,
+            )
+            session.execute(
+                update(Job).where(Job.id == job.id).values(status="COMPLETED", results=RESULTS)
+            )
+        upgrade(url)
+        with make_session_factory(engine)() as session:
+            found = search.search(session, key.id, "kettle", limit=10)
+        assert sorted(h.start for h in found) == [1.0, 2.0, 4.0]
+    finally:
+        engine.dispose()
