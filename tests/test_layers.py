@@ -42,7 +42,7 @@ def layer(module: str) -> str:
         return "store"
     if module.startswith("scenecap.cli"):
         return "cli"
-    if module == "scenecap.client":
+    if module.startswith("scenecap.client"):
         return "client"
     return module.split(".")[0]
 

@@ -74,17 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("media_url", metavar="URL_OR_PATH")
     submit.add_argument("--wait", action="store_true", help="follow the job live, then print it")
-    submit.add_argument(
-        "--api-url",
-        default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
-        help="the service (default: $SCENECAP_API_URL or http://127.0.0.1:8000)",
-    )
-    submit.add_argument(
-        "--api-key",
-        default=os.environ.get("SCENECAP_API_KEY"),
-        help="your API key (default: $SCENECAP_API_KEY)",
-    )
     add_job_options(submit)
+
+    search = commands.add_parser(
+        "search", help="search your completed jobs: captions, chapters, speech and labels"
+    )
+    search.add_argument("words", nargs="+", metavar="WORDS", help='"a phrase", or, -word work')
+    search.add_argument("--limit", type=int, default=20, help="hits per page (1-100)")
+    search.add_argument("--job", default=None, metavar="JOB_ID", help="only in this job")
+    search.add_argument("--cursor", default=None, help="the next page, as the last one said")
+    search.add_argument("--json", action="store_true", help="print the page as JSON")
+
+    ask = commands.add_parser("ask", help="ask a completed job a question; answered with times")
+    ask.add_argument("job_id", metavar="JOB_ID")
+    ask.add_argument("question", nargs="+", metavar="QUESTION")
+    ask.add_argument("--max-tokens", type=int, default=300, help="the longest answer")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    for client_command in (submit, search, ask):
+        client_command.add_argument(
+            "--api-url",
+            default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
+            help="the service (default: $SCENECAP_API_URL or http://127.0.0.1:8000)",
+        )
+        client_command.add_argument(
+            "--api-key",
+            default=os.environ.get("SCENECAP_API_KEY"),
+            help="your API key (default: $SCENECAP_API_KEY)",
+        )
     return parser
 
 
@@ -194,6 +210,18 @@ def _submit(args: argparse.Namespace) -> int:
     return run_submit(args)
 
 
+def _search(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_search
+
+    return run_search(args)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_ask
+
+    return run_ask(args)
+
+
 # Each command imports what it needs when it runs: `scenecap submit` never loads the worker.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dev": _dev,
@@ -207,6 +235,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keys revoke": _keys_revoke,
     "analyze": _analyze,
     "submit": _submit,
+    "search": _search,
+    "ask": _ask,
 }
 
 

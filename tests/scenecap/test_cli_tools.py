@@ -186,3 +186,41 @@ def test_submit_errors_are_one_line(api_url: str, media_server: str) -> None:
     assert no_key.returncode == 2 and "SCENECAP_API_KEY" in no_key.stderr
     for done in (wrong_key, nowhere, no_key):
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.usefixtures("worker")
+def test_search_and_ask_print_times_and_fail_in_one_line(
+    api_url: str, new_key: Callable[[], str], media_server: str, fake_vlm: Any
+) -> None:
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    done = run(
+        "submit", f"{media_server}/sample.mp4", "--wait", "--max-frames", "2", "--json", env=env
+    )
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    times = [f["timestamp"] for f in job["results"]["frames"]]
+
+    found = run("search", "background", "--job", job["job_id"], env=env)
+    assert found.returncode == 0, found.stderr
+    lines = [line for line in found.stdout.splitlines() if "frame" in line]
+    assert len(lines) == 2 and all(line.startswith(job["job_id"]) for line in lines)
+    assert all("*background*" in line for line in lines)  # not a terminal: matches in *stars*
+    page = json.loads(run("search", "background", "--limit", "1", "--json", env=env).stdout)
+    assert len(page["data"]) == 1 and page["next_cursor"]
+    nothing = run("search", "zebra", env=env)
+    assert nothing.returncode == 0 and nothing.stdout == "" and "no matches" in nothing.stderr
+
+    asked = run("ask", job["job_id"], "Which", "background?", "--json", env=env)
+    assert asked.returncode == 0, asked.stderr
+    citations = json.loads(asked.stdout)["citations"]
+    assert citations and {c["start"] for c in citations} <= set(times)
+    readable = run("ask", job["job_id"], "Which background?", env=env)
+    assert readable.returncode == 0 and " s  frame: " in readable.stdout
+
+    missing = run("ask", "00000000-0000-0000-0000-000000000000", "what?", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("scenecap: error: JOB_NOT_FOUND: ")
+    bad = run("search", "x", "--limit", "0", env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("scenecap: error: VALIDATION_ERROR")
+    for failed in (missing, bad):
+        assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1

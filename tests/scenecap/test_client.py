@@ -138,6 +138,33 @@ def test_async_client_does_the_same(
     assert names[-1] == "completed"
 
 
+def test_search_and_ask_from_both_clients(
+    sdk: ScenecapClient, api_url: str, key: str, media_server: str, fake_vlm: Any
+) -> None:
+    accepted = sdk.create(f"{media_server}/sample.mp4", max_frames=3, metadata=["tags"])
+    assert isinstance(accepted, JobAccepted)
+    job = sdk.wait(accepted.job_id, timeout=120)
+    assert job.status == "COMPLETED" and job.results is not None
+    times = {frame["timestamp"] for frame in job.results["frames"]}
+    first = sdk.search("background", limit=2)
+    assert len(first.data) == 2 and first.next_cursor is not None
+    rest = sdk.search("background", limit=2, cursor=first.next_cursor, job_id=accepted.job_id)
+    found = first.data + rest.data
+    assert {h.start for h in found if h.kind == "frame"} == times
+    answer = sdk.ask(accepted.job_id, "Which background is it?", max_tokens=100)
+    assert answer.citations and {c.start for c in answer.citations} <= times
+    with pytest.raises(errors.ValidationFailed):
+        sdk.search("  ")
+
+    async def from_async() -> tuple[int, int]:
+        async with AsyncScenecapClient(api_url, key) as client:
+            page = await client.search("background", job_id=accepted.job_id)
+            asked = await client.ask(accepted.job_id, "Which background is it?")
+            return len(page.data), len(asked.citations)
+
+    assert asyncio.run(from_async()) == (len(found), len(answer.citations))
+
+
 def test_verify_webhook_accepts_what_the_reference_library_signs() -> None:
     secret = new_webhook_secret()
     body = '{"type":"media.completed","data":{"job_id":"x"}}'
