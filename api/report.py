@@ -59,6 +59,55 @@ section { background: white; border-radius: .5rem; padding: 1rem 1.2rem; margin:
 .frame .body { padding: .5rem .7rem; font-size: .9rem; }
 .frame time { font-weight: 600; }
 table { border-collapse: collapse; } td { padding: .1rem .8rem .1rem 0; }
+#find input { width: 100%; padding: .5rem; font-size: 1rem; box-sizing: border-box;
+  border: 1px solid #ccd3e0; border-radius: .3rem; }
+#find-hits { margin: .5rem 0 0; padding-left: 1.2rem; font-size: .9rem; }
+#find-hits a { font-weight: 600; margin-right: .4rem; }
+.hit { outline: 3px solid #f7b731; } :target { outline: 3px solid #3867d6; }
+"""
+
+# Finds in the page itself (it is self-contained, and read with a share link, not an API
+# key): every word must appear, "a phrase" as written, `or` between two words either, -word
+# not. Enter jumps to the first match; each match links to its moment.
+_FIND = r"""
+const query = document.getElementById("find-q"), list = document.getElementById("find-hits");
+const items = [...document.querySelectorAll("[data-find]")]
+  .map((el) => ({el, text: el.dataset.find.toLowerCase()}));
+function terms(typed) {
+  const all = [], not = []; let either = false;
+  for (const m of typed.toLowerCase().matchAll(/(-?)(?:"([^"]*)"?|(\S+))/g)) {
+    const word = (m[2] ?? m[3] ?? "").trim();
+    if (!word) continue;
+    if (!m[1] && word === "or") { either = all.length > 0; continue; }
+    if (m[1]) not.push(word);
+    else if (either) { all[all.length - 1].push(word); either = false; }
+    else all.push([word]);
+  }
+  return [all, not];
+}
+function find() {
+  const [all, not] = terms(query.value);
+  for (const item of items) item.el.classList.remove("hit");
+  list.replaceChildren();
+  const hits = all.length ? items.filter((i) => all.every((g) => g.some((w) => i.text.includes(w)))
+    && !not.some((w) => i.text.includes(w))) : [];
+  for (const item of hits) {
+    item.el.classList.add("hit");
+    const entry = document.createElement("li"), link = document.createElement("a");
+    link.href = item.el.dataset.go || "#" + item.el.id;
+    link.textContent = item.el.dataset.at;
+    entry.append(link, item.el.dataset.find.slice(0, 200));
+    list.append(entry);
+  }
+  document.getElementById("find-count").textContent =
+    !all.length ? "" : hits.length ? hits.length + " found" : "nothing found";
+}
+query.addEventListener("input", find);
+document.getElementById("find").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const first = list.querySelector("a");
+  if (first) location.hash = first.getAttribute("href");
+});
 """
 
 _LIVE = """
@@ -132,6 +181,7 @@ def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None
         f"<title>scenecap report: {escape(job.media_url[:80])}</title>",
         f"<style>{_STYLE}</style></head><body>",
         _header(job),
+        _finder(job),
         _chapters(job, duration),
         _segment_timeline(frames, duration)
         if job.segment_seconds
@@ -143,6 +193,8 @@ def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None
     ]
     if running and events_url is not None:
         parts.append(f"<script>{_LIVE % _js_string(events_url)}</script>")
+    if job.results:
+        parts.append(f"<script>{_FIND}</script>")
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -216,7 +268,9 @@ def _chapters(job: JobOut, duration: float) -> str:
         return ""
     bands = [
         f"<div title='{escape(c['summary'])}' style='left:{100 * c['start'] / duration:.3f}%;"
-        f"width:{100 * (c['end'] - c['start']) / duration:.3f}%'>{escape(c['title'])}</div>"
+        f"width:{100 * (c['end'] - c['start']) / duration:.3f}%' "
+        f"{_findable(c['start'], c['title'] + ': ' + c['summary'], c.get('segments'))}>"
+        f"{escape(c['title'])}</div>"
         for c in chapters
     ]
     return f"<div class='chapters' aria-label='chapters'>{''.join(bands)}</div>"
@@ -241,8 +295,9 @@ def _transcript(job: JobOut) -> str:
     if not transcript or not transcript.get("segments"):
         return ""
     lines = "".join(
-        f"<p><time>{clock(s['start'])}</time>{escape(s['text'])}</p>"
-        for s in transcript["segments"]
+        f"<p id='said-{i}' {_findable(s['start'], s['text'])}>"
+        f"<time>{clock(s['start'])}</time>{escape(s['text'])}</p>"
+        for i, s in enumerate(transcript["segments"])
     )
     language = f" ({escape(transcript['language'])})" if transcript.get("language") else ""
     heading = f"<h2>Transcript{language}</h2>"
@@ -287,20 +342,40 @@ def _frames(frames: list[ReportFrame], heading: str) -> str:
             scene = f" &ndash; {clock(frame.scene[1])}"
         else:
             scene = f" · scene {clock(frame.scene[0])}&ndash;{clock(frame.scene[1])}"
-        chips = "".join(
-            f"<span>{escape(str(value))}</span>"
+        labels = [
+            str(value)
             for values in frame.metadata.values()
             for value in (values if isinstance(values, list) else [values])
             if value
-        )
+        ]
+        chips = "".join(f"<span>{escape(label)}</span>" for label in labels)
+        words = " ".join([frame.caption, *labels])
         cards.append(
-            f"<article class='frame' id='frame-{frame.index}'>{image}<div class='body'>"
+            f"<article class='frame' id='frame-{frame.index}' "
+            f"{_findable(frame.timestamp, words)}>{image}<div class='body'>"
             f"<time>{clock(frame.timestamp)}</time><span class='muted'>{scene}</span>"
             f"<p class='caption'>{escape(frame.caption)}</p>"
             f"<div class='chips'>{chips}</div></div></article>"
         )
     title = f"<h2>{heading} ({len(frames)})</h2>"
     return f"{title}<div class='frames'>{''.join(cards)}</div>"
+
+
+def _finder(job: JobOut) -> str:
+    if not job.results:
+        return ""
+    return (
+        "<section><form id='find' role='search'><input id='find-q' type='search' "
+        "placeholder='Find in this video: words, &quot;a phrase&quot;, or, -word' "
+        "aria-label='Find in this video'></form>"
+        "<span id='find-count' class='muted'></span><ol id='find-hits'></ol></section>"
+    )
+
+
+def _findable(at: float, text: str, segments: list[int] | None = None) -> str:
+    """The attributes that make an element a match for the page's search box."""
+    go = f" data-go='#frame-{segments[0]}'" if segments else ""
+    return f"data-at='{clock(at)}' data-find='{escape(text)}'{go}"
 
 
 def _js_string(value: str) -> str:

@@ -79,3 +79,34 @@ def test_a_running_jobs_report_updates_live_and_turns_into_the_result(
     assert page.locator("article.frame").count() == 6
     page.screenshot(path=str(ARTIFACTS / "report-live.png"), full_page=True)
     page.close()
+
+
+def test_the_reports_search_box_lists_matches_and_jumps_to_them(
+    browser: Browser, api_url: str, client: httpx.Client, media_server: str, fake_vlm: Any
+) -> None:
+    job_id = client.post(
+        "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4", "max_frames": 4}
+    ).json()["job_id"]
+    job = poll_job(client, job_id, until=is_terminal)
+    assert job["status"] == "COMPLETED"
+    frames = job["results"]["frames"]
+    colour = frames[-1]["caption"].split()[1]  # the fake model's "A <colour> background ..."
+    with_colour = [f for f in frames if colour in f["caption"]]
+
+    page = browser.new_page()
+    page.goto(share(client, api_url, job_id), wait_until="load")
+    page.fill("#find-q", "background")
+    assert page.locator("#find-hits li").count() == len(frames)
+    assert page.locator("article.frame.hit").count() == len(frames)
+    page.fill("#find-q", f'"{colour} background"')
+    assert page.locator("#find-hits li").count() == len(with_colour)
+    page.fill("#find-q", f"background -{colour}")
+    assert page.locator("#find-hits li").count() == len(frames) - len(with_colour)
+    page.fill("#find-q", f"{colour} or zebra")
+    assert page.locator("#find-hits li").count() == len(with_colour)
+    page.press("#find-q", "Enter")  # jumps to the first match
+    assert page.evaluate("location.hash") == f"#frame-{with_colour[0]['index']}"
+    page.fill("#find-q", "zebra")
+    assert page.locator("#find-hits li").count() == 0
+    assert page.locator("#find-count").inner_text() == "nothing found"
+    page.close()
