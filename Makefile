@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech constraints clean
+.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech bench-search constraints clean
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh
 # clone installs what was tested; `make constraints` re-resolves it from pyproject.toml.
@@ -46,6 +46,9 @@ bench-long: install services ## a 60-minute video in segment mode: chunked scene
 
 bench-speech: install ## audio extraction vs ffmpeg, transcription stage vs ideal against the fake speech server, RSS in sound length
 	$(BIN)/python -m bench.speech $(BENCH_ARGS)
+
+bench-search: install services ## 10,000 completed jobs x 60 passages: indexing per job, search p50/p99 via the API vs plain SQL, ask overhead
+	$(BIN)/python -m bench.search $(BENCH_ARGS)
 
 bench-store: install services ## a 1 GB upload through the API into a local folder and S3 (SeaweedFS), vs cp / a direct put
 	$(BIN)/python -m bench.store

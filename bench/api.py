@@ -137,17 +137,21 @@ def completed_results(frames: int) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def api(workers: int) -> Iterator[str]:
+def api(
+    workers: int, database: str = DATABASE, extra: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`scenecap api` as shipped, on `database`, with `extra` settings; yields its URL."""
     port = 19000 + os.getpid() % 1000
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")},
-        "SCENECAP_DATABASE_URL": DATABASE,
+        "SCENECAP_DATABASE_URL": database,
         "SCENECAP_BROKER_URL": BROKER,
         "SCENECAP_ALLOW_PRIVATE_URLS": "true",
         # Counted in Redis as always, but never reached; no cap on queued jobs (no worker runs).
         "SCENECAP_RATE_LIMIT_PER_MINUTE": "1000000000",
         "SCENECAP_MAX_ACTIVE_JOBS_PER_KEY": "0",
         "SCENECAP_LOG_LEVEL": "WARNING",
+        **(extra or {}),
     }
     command = [sys.executable, "-m", "scenecap.cli.main", "api", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]

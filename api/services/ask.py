@@ -138,15 +138,19 @@ async def answer_question(
     found = await run_in_threadpool(read)
     if model is None:
         return _extractive(found)
-    notes = "\n".join(_note(p) for p in found.passages)
-    if found.overview:
-        notes = f"[overview] {found.overview}\n{notes}"
     text, model_name, usage = await model.answer(
-        PROMPT.format(notes=notes, question=body.question), body.max_tokens
+        prompt_for(found, body.question), body.max_tokens
     )
     text, cited = checked(text, found.passages)
     usage.passages = len(found.passages)
     return AskAnswer(answer=text, citations=cited, model=model_name, usage=usage)
+
+
+def prompt_for(found: Retrieved, question: str) -> str:
+    notes = "\n".join(_note(p) for p in found.passages)
+    if found.overview:
+        notes = f"[overview] {found.overview}\n{notes}"
+    return PROMPT.format(notes=notes, question=question)
 
 
 def retrieve(session: Session, key: Caller, raw_job_id: str, question: str, room: int) -> Retrieved:
