@@ -138,9 +138,7 @@ async def answer_question(
     found = await run_in_threadpool(read)
     if model is None:
         return _extractive(found)
-    text, model_name, usage = await model.answer(
-        prompt_for(found, body.question), body.max_tokens
-    )
+    text, model_name, usage = await model.answer(prompt_for(found, body.question), body.max_tokens)
     text, cited = checked(text, found.passages)
     usage.passages = len(found.passages)
     return AskAnswer(answer=text, citations=cited, model=model_name, usage=usage)
