@@ -21,6 +21,9 @@ from scenecap.core.errors import RateLimited
 log = logging.getLogger(__name__)
 SYNC_SECONDS = 0.1
 MARGIN = 0.1  # of the limit: the part counted request by request
+# Limits below this are counted request by request all the way: with a few requests a window,
+# another process's requests not yet seen here (up to SYNC_SECONDS of them) would pass it.
+EXACT_BELOW = 100
 
 
 @dataclass
@@ -38,7 +41,7 @@ class RateLimiter:
         self.client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         self.limit = limit
         self.window = window
-        self.exact_from = limit - max(1, int(limit * MARGIN))
+        self.exact_from = 0 if limit < EXACT_BELOW else limit - max(1, int(limit * MARGIN))
         self._counts: dict[uuid.UUID, _Count] = {}
 
     async def hit(self, key_id: uuid.UUID) -> None:

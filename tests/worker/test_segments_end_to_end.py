@@ -184,7 +184,9 @@ class TestSegmentJob:
         job_id = submit(
             client, media_url=f"{media_server}/long.mp4", segment_seconds=2, frames_per_segment=1
         )
-        wait_for(lambda: segment_requests(fake_vlm), timeout=60, what="a segment captioned")
+        # Cancelled while the first requests are in flight (a second each): before the first
+        # tasks can finish and others start.
+        wait_for(lambda: fake_vlm.in_flight > 0, timeout=60, what="a segment being captioned")
         assert client.delete(f"/v2/media/categories/{job_id}").status_code == 200
         job = poll_job(client, job_id, until=is_terminal)
         assert job["status"] == "CANCELLED"
