@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech bench-search constraints clean
+.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech bench-search bench-cost constraints clean
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh
 # clone installs what was tested; `make constraints` re-resolves it from pyproject.toml.
@@ -49,6 +49,9 @@ bench-speech: install ## audio extraction vs ffmpeg, transcription stage vs idea
 
 bench-search: install services ## 10,000 completed jobs x 60 passages: indexing per job, search p50/p99 via the API vs plain SQL, ask overhead
 	$(BIN)/python -m bench.search $(BENCH_ARGS)
+
+bench-cost: install services ## the same 10-minute video twice: the second job's time and model calls vs the first
+	$(BIN)/python -m bench.cost $(BENCH_ARGS)
 
 bench-store: install services ## a 1 GB upload through the API into a local folder and S3 (SeaweedFS), vs cp / a direct put
 	$(BIN)/python -m bench.store

@@ -27,6 +27,7 @@ class Caller:
     name: str
     key_hash: str  # signs the key's share links (revoking the key voids them)
     last_used_at: datetime | None
+    tokens_per_day: int | None = None  # the key's daily quota (docs/api.md, "Cost controls")
 
 
 class KeyCache:
@@ -58,4 +59,4 @@ class KeyCache:
             if key is None:
                 return None
             keys.mark_used(session, key.id, key.last_used_at)
-            return Caller(key.id, key.name, key.key_hash, key.last_used_at)
+            return Caller(key.id, key.name, key.key_hash, key.last_used_at, key.tokens_per_day)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -64,17 +65,22 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     problems = list(exc.errors())
     if any(p.get("type") == "json_invalid" for p in problems):
         return error_response(MalformedJson("the request body is not valid JSON"))
+    return error_response(validation_failed(problems, skip=1))  # the location's "body"
+
+
+def validation_failed(problems: Sequence[Any], *, skip: int = 0) -> ValidationFailed:
+    """Pydantic's problems as our 422: each field (its location less `skip` parts), message
+    and type in details.errors, the first in the message."""
     details = [
         {
-            "field": ".".join(str(part) for part in p.get("loc", ())[1:]) or "body",
+            "field": ".".join(str(part) for part in p.get("loc", ())[skip:]) or "body",
             "message": p.get("msg", ""),
             "type": p.get("type", ""),
         }
         for p in problems
     ]
     first = details[0] if details else {"field": "body", "message": "invalid request"}
-    message = f"{first['field']}: {first['message']}"
-    return error_response(ValidationFailed(message, {"errors": details}))
+    return ValidationFailed(f"{first['field']}: {first['message']}", {"errors": details})
 
 
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:

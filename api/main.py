@@ -12,7 +12,17 @@ import scenecap
 from api.auth import KeyCache
 from api.errors import BodySizeLimit, install_error_handlers
 from api.ratelimit import RateLimiter
-from api.routes import categories, completions, health, live, metrics, search, uploads, webhooks
+from api.routes import (
+    categories,
+    completions,
+    health,
+    live,
+    metrics,
+    search,
+    uploads,
+    usage,
+    webhooks,
+)
 from api.routes.metrics import MetricsCache
 from api.services.ask import QuestionModel
 from api.services.media_check import MediaInspector
@@ -93,4 +103,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(uploads.router)
     app.include_router(search.router)
+    app.include_router(usage.router)
     return app

@@ -66,6 +66,19 @@ def find_by_idempotency_key(session: Session, api_key_id: uuid.UUID, key: str) -
     )
 
 
+def hashes_by_idempotency_prefix(
+    session: Session, api_key_id: uuid.UUID, prefix: str
+) -> dict[str, str | None]:
+    """The key's jobs whose Idempotency-Key starts with `prefix`: key -> request hash."""
+    rows = session.execute(
+        select(Job.idempotency_key, Job.request_hash).where(
+            Job.api_key_id == api_key_id,
+            Job.idempotency_key.startswith(prefix, autoescape=True),
+        )
+    )
+    return {str(key): request_hash for key, request_hash in rows}
+
+
 def cancel_job(session: Session, job_id: uuid.UUID) -> bool:
     """Mark an active job CANCELLED; a running worker notices at its next checkpoint."""
     now = utcnow()

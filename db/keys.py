@@ -25,7 +25,9 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, name: str, *, tokens_per_day: int | None = None
+) -> tuple[ApiKey, str]:
     """Create an API key with its webhook secret; return the row and the plaintext key."""
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
@@ -33,6 +35,7 @@ def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
         key_hash=hash_key(plaintext),
         key_prefix=plaintext[:10],
         webhook_secret=new_webhook_secret(),
+        tokens_per_day=tokens_per_day,
     )
     session.add(key)
     session.flush()
@@ -98,6 +101,10 @@ def keys_matching(session: Session, prefix_or_id: str) -> list[ApiKey]:
         digest = hash_key(prefix_or_id)
         found = [k for k in found if k.key_hash == digest or str(k.id) == prefix_or_id]
     return found
+
+
+def set_quota(session: Session, key_id: uuid.UUID, tokens_per_day: int | None) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(tokens_per_day=tokens_per_day))
 
 
 def revoke_key(session: Session, key_id: uuid.UUID) -> bool:

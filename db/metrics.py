@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from db import usage
 from db.models import Job, JobFrame, JobStageTiming, WebhookAttempt, WebhookEvent
 
 # Histogram upper bounds, in seconds.
@@ -37,6 +38,7 @@ class Totals:
     vision_seconds: Histogram
     vision_retries: int
     jobs_failed_by_code: dict[str, int]
+    usage_by_key: list[dict[str, Any]]  # db.usage.by_key
 
 
 def totals(session: Session) -> Totals:
@@ -88,6 +90,7 @@ def totals(session: Session) -> Totals:
         vision_seconds=_histogram(vision, VISION_BUCKETS),
         vision_retries=int(retries or 0),
         jobs_failed_by_code={str(code): n for code, n in failures},
+        usage_by_key=usage.by_key(session),
     )
 
 

@@ -60,6 +60,8 @@ class ApiKey(Base):
     # To the minute (db.keys.mark_used): enough to tell which keys are still in use.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Model tokens the key's jobs may spend per UTC day (None: no quota).
+    tokens_per_day: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Job(Base):
@@ -69,6 +71,7 @@ class Job(Base):
         Index("ix_jobs_owner_created", "api_key_id", "created_at", "id"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         Index("ix_jobs_media_retention", "media_deleted_at", "completed_at"),
+        Index("ix_jobs_owner_reuse", "api_key_id", "reuse_key"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -107,6 +110,12 @@ class Job(Base):
     job_tag: Mapped[str | None] = mapped_column(String(200))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # Cost controls (docs/api.md, "Cost controls"): the most the job may spend, and what keys
+    # its captions for reuse by the same key (the media's SHA-256 with the model, the prompt
+    # version and the plan).
+    max_total_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    media_sha256: Mapped[str | None] = mapped_column(String(64))
+    reuse_key: Mapped[str | None] = mapped_column(String(64))
 
     media_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     results: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))

@@ -142,6 +142,8 @@ class FakeVLM:
     context_tokens: int | None = None
     # Like vLLM without --limit-mm-per-prompt: refuse more images than this (None: no limit).
     max_images: int | None = None
+    # Report this many times the prompt tokens it counted (a model that overruns estimates).
+    usage_scale: float = 1.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -153,6 +155,7 @@ class FakeVLM:
             self.max_in_flight = 0
             self.work_seconds = 0.0
             self.context_tokens = self.max_images = None
+            self.usage_scale = 1.0
 
     def image_requests(self) -> list[RecordedRequest]:
         with self.lock:
@@ -262,12 +265,13 @@ def make_handler(state: FakeVLM) -> type[http.server.BaseHTTPRequestHandler]:
                 message = f"At most {state.max_images} image(s) may be provided in one request."
                 self._send(400, {"error": {"message": message, "type": "BadRequestError"}})
                 return
-            prompt_tokens = prompt_tokens_of(body, images)
+            counted = prompt_tokens_of(body, images)
+            prompt_tokens = math.ceil(counted * state.usage_scale)
             limit = state.context_tokens
-            if limit is not None and prompt_tokens + body["max_tokens"] > limit:
+            if limit is not None and counted + body["max_tokens"] > limit:
                 message = (
                     f"This model's maximum context length is {limit} tokens. However, you "
-                    f"requested {prompt_tokens + body['max_tokens']} tokens ({prompt_tokens} in "
+                    f"requested {counted + body['max_tokens']} tokens ({counted} in "
                     f"the messages, {body['max_tokens']} in the completion). Please reduce the "
                     "length of the messages or completion."
                 )

@@ -253,6 +253,29 @@ class TestShortLived:
         assert [k["revoked"] for k in listed if k["prefix"] == key[:10]] != [None]
         assert httpx.get(f"{api_url}{link}").status_code == 401, "its share links stop working"
 
+    def test_keys_carry_a_daily_token_quota(self, settings: Settings, session_factory: Any) -> None:
+        env = settings_env(settings)
+        created = run("keys", "create", "quota-cli", "--tokens-per-day", "5000", "--json", env=env)
+        assert created.returncode == 0, created.stderr
+        prefix = json.loads(created.stdout)["key"][:10]
+
+        def quota() -> Any:
+            listed = json.loads(run("keys", "list", "--json", env=env).stdout)
+            return next(k["tokens_per_day"] for k in listed if k["prefix"] == prefix)
+
+        assert quota() == 5000
+        updated = run("keys", "update", prefix, "--tokens-per-day", "250000", env=env)
+        assert updated.returncode == 0 and "250,000 tokens a day" in updated.stdout
+        assert quota() == 250000
+        assert run("keys", "update", prefix, "--tokens-per-day", "none", env=env).returncode == 0
+        assert quota() is None
+        refused = run("keys", "update", prefix, "--tokens-per-day", "-3", env=env)
+        assert refused.returncode == 2 and "1 or more" in refused.stderr
+        one_error_line(
+            run("keys", "update", "sc_nosuchkey", "--tokens-per-day", "1", env=env),
+            "KEY_NOT_FOUND",
+        )
+
     def test_demo_on_a_busy_port_is_one_error_line(self, tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
         env["HOME"] = str(tmp_path)

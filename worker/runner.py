@@ -7,11 +7,10 @@ there, and frames already captioned are never sent to the model again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,12 +18,13 @@ from db import frames as frame_repo
 from db import jobs
 from db.models import JobFrame
 from scenecap.core.enums import JobKind, JobStage
-from scenecap.core.errors import JobCancelled, WorkerLost
+from scenecap.core.errors import BudgetTooSmall, WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
-from scenecap.store import paths
+from scenecap.core.tokens import frame_budget
 from worker.completion import answer_completion
+from worker.frame_captions import caption_frames
 from worker.outcome import complete, fail, settle
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import job_media
@@ -34,17 +34,15 @@ from worker.pipeline.probe import MEDIA_INFO, Limits, MediaInfo, probe_media
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.pipeline.scenes import SCENES, detect_scenes
 from worker.progress import ProgressReporter
+from worker.reuse import reused
 from worker.runtime import Runtime
 from worker.segmented import start_segments
 from worker.spec import JobSpec, Media
 from worker.speech.job import BackgroundTranscript
 from worker.speech.transcribe import speech_lines
-from worker.speech.transcript import Transcript
+from worker.spend import Spend
 from worker.vision.base import (
     CaptionedFrame,
-    CaptionRequest,
-    FrameCaption,
-    FrameImage,
     Usage,
 )
 
@@ -87,9 +85,12 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
         elif spec.segment_seconds is not None:
             with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
                 media = fetch_and_probe(spec, rt, progress, Path(directory))
-            start_segments(spec, media.info, rt, progress)
-            progress.finish()
-            return  # the job's work items finish it
+                earlier = reused(spec, media, rt)
+            if earlier is None:
+                start_segments(spec, media.info, rt, progress)
+                progress.finish()
+                return  # the job's work items finish it
+            results, usage = earlier
         else:
             results, usage = analyse(spec, rt, progress)
         progress.finish()
@@ -138,15 +139,31 @@ def analyse(
     request = spec.caption_request
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         media = fetch_and_probe(spec, rt, progress, Path(directory))
+        earlier = reused(spec, media, rt)
+        if earlier is not None:
+            return earlier
         path, info = media.path, media.info
         speech = BackgroundTranscript(spec, media, rt) if spec.wants_transcript else None
+        count = frame_count(spec.max_frames, settings.frame_budget)
+        budget = (
+            frame_budget(settings, spec.max_total_tokens, count, heard=spec.wants_transcript)
+            if spec.max_total_tokens is not None
+            else None
+        )
+        if spec.max_total_tokens is not None and budget is None:
+            raise BudgetTooSmall(
+                f"max_total_tokens {spec.max_total_tokens} does not fit one frame and the summary"
+            )
+        options = ExtractOptions.of(settings)
+        if budget is not None:
+            count, options = budget.frames, replace(options, max_pixels=budget.max_pixels)
         try:
-            plan = plan_frames(spec, info, path, settings, progress, is_image=media.is_image)
+            plan = plan_frames(spec, info, path, settings, progress, count, is_image=media.is_image)
             stored = _stored_frames(rt, spec.id)
             todo = [p for p in plan if p.index not in stored]
             progress.stage(JobStage.EXTRACTING_FRAMES)
             extracted = run_sandboxed(
-                lambda send: _extract(path, todo, info, settings, send),
+                lambda send: _extract(path, todo, info, options, send),
                 SandboxLimits.of(settings),
                 on_message=lambda done: progress.stage(
                     JobStage.EXTRACTING_FRAMES, done / len(todo)
@@ -158,6 +175,15 @@ def analyse(
             if speech is not None:
                 speech.close()
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
+    spend = (
+        Spend(
+            spec.max_total_tokens or 0,
+            spent=sum(r.prompt_tokens + r.completion_tokens for r in stored.values()),
+            reserve=0 if media.is_image else budget.reserve,
+        )
+        if budget is not None
+        else None
+    )
     rt.run(
         caption_frames(
             rt,
@@ -168,16 +194,23 @@ def analyse(
             done=len(stored),
             total=len(plan),
             transcript=transcript,
+            spend=spend,
+            per_frame_text=budget.per_frame_text if budget else 0,
         )
     )
 
     progress.stage(JobStage.SUMMARIZING)
     rows = list(_stored_frames(rt, spec.id).values())
     captioned = [_captioned(row) for row in rows]
+    partial = bool(spend and spend.skipped)
+    said = speech_lines(transcript) if transcript else ""
     if media.is_image:
         description, summary_usage = captioned[0].caption, Usage()
+    elif spend is not None and not spend.affords(spend.reserve):
+        description, summary_usage, partial = "", Usage(), True  # no room left to summarise
     else:
-        said = speech_lines(transcript) if transcript else ""
+        if spend is not None:  # cut, never condensed by the model: that would cost tokens
+            said = said[: settings.summary_prompt_tokens]
         description, summary_usage = rt.run(
             rt.backend.summarise(captioned, request, info.as_dict(), said)
         )
@@ -193,6 +226,8 @@ def analyse(
         unparsed={r.index for r in rows if not r.parsed},
     )
     usage = _usage(rows, summary_usage, rt.backend.model_name(request))
+    if partial:
+        results["partial"] = True
     if transcript is not None:
         results["transcript"] = transcript.as_result()
         usage["audio_seconds"] = round(transcript.audio_seconds, 3)
@@ -205,13 +240,13 @@ def plan_frames(
     path: Path,
     settings: Settings,
     progress: ProgressReporter,
+    count: int,
     *,
     is_image: bool,
 ) -> list[PlannedFrame]:
-    """Choose the frames to caption for this job (deterministic, so a retry plans the same)."""
+    """Choose up to `count` frames to caption (deterministic, so a retry plans the same)."""
     if is_image:
         return [PlannedFrame(0, 0.0)]
-    count = frame_count(spec.max_frames, settings.frame_budget)
     if not spec.use_scenes:
         return plan_even(info.duration, count, settings.min_frame_gap_seconds)
     progress.stage(JobStage.DETECTING_SCENES)
@@ -231,92 +266,14 @@ def plan_frames(
 
 
 def _extract(
-    path: Path, todo: list[PlannedFrame], info: MediaInfo, settings: Settings, send: Send
+    path: Path, todo: list[PlannedFrame], info: MediaInfo, options: ExtractOptions, send: Send
 ) -> list[ExtractedFrame]:
     """In the sandbox: decode the frames still to caption, reporting each one done."""
     extracted: list[ExtractedFrame] = []
-    for frame in extract_frames(path, todo, ExtractOptions.of(settings), info.timeline):
+    for frame in extract_frames(path, todo, options, info.timeline):
         extracted.append(frame)
         send(len(extracted))
     return extracted
-
-
-async def caption_frames(
-    rt: Runtime,
-    job_id: uuid.UUID,
-    request: CaptionRequest,
-    extracted: list[ExtractedFrame],
-    progress: ProgressReporter,
-    *,
-    done: int,
-    total: int,
-    transcript: Transcript | None = None,
-) -> None:
-    """Caption frames concurrently (bounded); store each as soon as it is answered.
-
-    A cancellation or a failure stops new requests, but never one in flight: it is paid for,
-    and a request cut off mid-answer can leave its pooled connection unusable.
-    """
-    limit = asyncio.Semaphore(rt.backend.max_concurrency)
-    stopped: list[BaseException] = []  # why captioning stops: a cancellation, or a failure
-    finished = done
-
-    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
-        nonlocal finished
-        _store_frame(rt, job_id, frame, answer, seconds)
-        finished += 1
-        return progress.update(JobStage.CAPTIONING, finished / total)
-
-    async def caption_one(frame: ExtractedFrame) -> None:
-        async with limit:
-            if stopped:
-                return
-            if not await asyncio.to_thread(progress.still_running):
-                stopped.append(JobCancelled("the job was cancelled"))
-                return
-            heard = transcript.heard(frame.timestamp, frame.timestamp) if transcript else ""
-            image = FrameImage(
-                frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height, heard
-            )
-            started = time.perf_counter()
-            try:
-                answer = await rt.backend.caption(image, request)
-            except Exception as exc:  # raised below, once every request in flight is back
-                stopped.append(exc)
-                return
-            seconds = time.perf_counter() - started
-        if not await asyncio.to_thread(store, frame, answer, seconds):
-            stopped.append(JobCancelled("the job was cancelled"))
-
-    await asyncio.gather(*(caption_one(frame) for frame in extracted))
-    if stopped:
-        # Say one thing: a cancellation first, else the first failure.
-        raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
-
-
-def _store_frame(
-    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption, seconds: float
-) -> None:
-    # The thumbnail first: a frame row always has its thumbnail in the store.
-    rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
-    with rt.session_factory.begin() as session:
-        frame_repo.save_frame(
-            session,
-            job_id,
-            index=frame.planned.index,
-            timestamp=frame.timestamp,
-            planned_timestamp=frame.planned.time,
-            scene_start=frame.planned.scene_start,
-            scene_end=frame.planned.scene_end,
-            caption=answer.caption,
-            frame_metadata=answer.metadata,
-            parsed=answer.parsed,
-            details=answer.details or None,
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
-            vision_seconds=seconds,
-            vision_retries=answer.retries,
-        )
 
 
 def _stored_frames(rt: Runtime, job_id: uuid.UUID) -> dict[int, JobFrame]:

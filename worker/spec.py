@@ -32,6 +32,8 @@ class JobSpec:
     segment_seconds: float | None  # set: segment mode
     frames_per_segment: int
     image_cap: int | None  # images per request, if the model's server said it takes fewer
+    api_key_id: uuid.UUID
+    max_total_tokens: int | None  # the most the job may spend (docs/api.md, "Cost controls")
 
     @classmethod
     def of(cls, job: Job) -> JobSpec:
@@ -49,6 +51,8 @@ class JobSpec:
             job.segment_seconds,
             job.frames_per_segment,
             job.image_cap,
+            job.api_key_id,
+            job.max_total_tokens,
         )
 
     @property

@@ -7,11 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.responses import DeferredResponse
-from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
+from api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    CategoriesRequest,
+    ImageResult,
+    JobAccepted,
+    JobList,
+    JobOut,
+)
+from api.services import batch
 from api.services import jobs as service
 from api.services.waiting import wait_for_terminal
 from db.models import Job
@@ -65,8 +75,7 @@ def submit(
         idempotency_key=idempotency_key,
         inspector=inspector,
         store=store,
-        max_active=settings.max_active_jobs_per_key,
-        transcribes=settings.asr_backend != "none",
+        settings=settings,
     )
     job_id = submission.job_id
     accepted = JobAccepted(
@@ -92,6 +101,50 @@ def submit(
         return JSONResponse(_image_result(finished).model_dump(mode="json"))
 
     return DeferredResponse(inline_image)
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResponse,
+    responses=responses(
+        *_AUTH,
+        errors.MalformedJson,
+        errors.ValidationFailed,
+        errors.IdempotencyConflict,
+        errors.RequestTooLarge,
+        errors.DatabaseUnavailable,
+    ),
+    summary="Submit up to 100 videos at once; each item succeeds or fails on its own",
+)
+async def submit_batch(
+    body: BatchRequest,
+    request: Request,
+    session: SessionDep,
+    key: CallerDep,
+    settings: SettingsDep,
+    inspector: InspectorDep,
+    store: StoreDep,
+    idempotency_key: Annotated[str | None, Header(max_length=190)] = None,
+) -> BatchResponse:
+    # The rate limit counts every item: the request itself was the first.
+    refused: dict[int, errors.ScenecapError] = {}
+    limiter = request.app.state.rate_limiter
+    for index in range(1, len(body.requests) if limiter is not None else 0):
+        try:
+            await limiter.hit(key.id)
+        except errors.RateLimited as exc:
+            refused[index] = exc
+    return await run_in_threadpool(
+        batch.submit_batch,
+        session,
+        key,
+        body,
+        idempotency_key=idempotency_key,
+        refused=refused,
+        inspector=inspector,
+        store=store,
+        settings=settings,
+    )
 
 
 def _image_result(job: Job) -> ImageResult:

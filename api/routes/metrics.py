@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from api.deps import Credentials
 from api.errors import responses
 from db.metrics import Histogram, Totals, totals
+from db.usage import FIGURES
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import Unauthenticated
 from scenecap.core.settings import Settings
@@ -103,6 +104,16 @@ class _Snapshot:
         for code, count in sorted(f.jobs_failed_by_code.items()):
             failed.add_metric([code], count)
         yield failed
+        keyed = GaugeMetricFamily(
+            "scenecap_key_usage",
+            "What each API key's jobs used, by key name: jobs, frames, segments, tokens, "
+            "audio and media seconds, reused frames and segments",
+            labels=["key", "figure"],
+        )
+        for row in f.usage_by_key:
+            for name in ("jobs", *FIGURES, "media_seconds"):
+                keyed.add_metric([row["key"], name], float(row[name]))
+        yield keyed
         depth = GaugeMetricFamily(
             "scenecap_queue_depth", "Messages waiting in each queue", labels=["queue"]
         )

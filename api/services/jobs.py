@@ -7,9 +7,10 @@ import binascii
 import contextlib
 import hashlib
 import json
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,22 +21,25 @@ from api.services.media_check import InspectedMedia, MediaInspector
 from api.services.uploads import owned_upload
 from api.views import job_body, page_body
 from db import frames as frame_repo
-from db import jobs, keys, views
+from db import jobs, keys, usage, views
 from db.models import Job
 from db.reads import Reads
 from db.session import enqueue, release_connection
-from scenecap.core.enums import JobStatus
+from scenecap.core.enums import JobStatus, utcnow
 from scenecap.core.errors import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFinished,
     JobNotFound,
+    QuotaExceeded,
     TooManyActiveJobs,
     TranscriptionUnavailable,
     ValidationFailed,
 )
 from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url
+from scenecap.core.settings import Settings
 from scenecap.core.tasks import PROCESS_JOB
+from scenecap.core.tokens import least_budget
 from scenecap.store import MediaStore, paths
 
 
@@ -68,25 +72,33 @@ def submit_job(
     idempotency_key: str | None,
     inspector: MediaInspector,
     store: MediaStore,
-    max_active: int = 0,
-    transcribes: bool = False,
+    settings: Settings,
+    fingerprint: str | None = None,
 ) -> Submission:
-    """Check the media and store a new PENDING job (or return the idempotent original)."""
-    if TRANSCRIPT in body.metadata and not transcribes:
+    """Check the media and store a new PENDING job (or return the idempotent original).
+
+    Whatever it raises, it raised before writing anything: a batch goes on to its next item.
+    `fingerprint` stands for the body in Idempotency-Key checks (a batch's item: the batch's
+    and its place in it)."""
+    if TRANSCRIPT in body.metadata and settings.asr_backend == "none":
         raise TranscriptionUnavailable(
             "this service has no speech backend (SCENECAP_ASR_BACKEND=none): "
             "ask without 'transcript'"
         )
-    fingerprint = request_fingerprint(body)
+    if body.max_total_tokens is not None:
+        _check_budget(body, settings)
+    fingerprint = fingerprint or request_fingerprint(body)
     if idempotency_key is not None:
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
         if existing is not None:
             return Submission.replayed(_same_request(existing, fingerprint))
+    max_active = settings.max_active_jobs_per_key
     if max_active and jobs.count_active_for_key(session, key.id) >= max_active:
         raise TooManyActiveJobs(
             f"this key already has {max_active} jobs pending or running; wait for some to end",
             {"limit": max_active, "retry_after": 10},
         )
+    check_quota(session, key)
     upload = owned_upload(session, key, body.media_url) if is_upload_url(body.media_url) else None
     # Under load, one connection idling through each submission's media check emptied the pool.
     release_connection(session)
@@ -107,6 +119,7 @@ def submit_job(
         "segment_seconds": body.segment_seconds if media.kind == "video" else None,
         "frames_per_segment": body.frames_per_segment,
         "model": body.model,
+        "max_total_tokens": body.max_total_tokens,
         # The key's default is read by the INSERT itself (one round trip less).
         "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),
         "job_tag": body.job_tag,
@@ -114,6 +127,8 @@ def submit_job(
         "request_hash": fingerprint,
         "media_info": {"mime": media.mime},
     }
+    if upload is not None:  # the job's own copy: the upload may expire before the job ends
+        store.copy(paths.upload(upload.id), paths.media(job_id))
     try:
         # A savepoint only with a key: a concurrent request with it may win the INSERT.
         with session.begin_nested() if idempotency_key else contextlib.nullcontext():
@@ -122,11 +137,47 @@ def submit_job(
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key or "")
         if existing is None:
             raise
+        store.delete_prefix(paths.job(job_id))
         return Submission.replayed(_same_request(existing, fingerprint))
-    if upload is not None:  # the job's own copy: the upload may expire before the job ends
-        store.copy(paths.upload(upload.id), paths.media(job_id))
     enqueue(session, PROCESS_JOB, str(job_id))
     return Submission(job_id, JobStatus.PENDING, 0, media.kind, created=True)
+
+
+def _check_budget(body: CategoriesRequest, settings: Settings) -> None:
+    if body.segment_seconds is not None:
+        raise ValidationFailed(
+            "max_total_tokens: token budgets are for frame mode; segment mode does not take "
+            "one yet",
+            {"field": "max_total_tokens"},
+        )
+    least = least_budget(settings, heard=TRANSCRIPT in body.metadata)
+    if body.max_total_tokens is not None and body.max_total_tokens < least:
+        raise ValidationFailed(
+            f"max_total_tokens: one frame and the summary need at least {least} tokens",
+            {"field": "max_total_tokens", "least": least},
+        )
+
+
+def check_quota(session: Session, key: Caller) -> None:
+    """429 QUOTA_EXCEEDED once the key's jobs created today (UTC) have reported its daily
+    tokens; the reset time is in the details and Retry-After."""
+    if key.tokens_per_day is None:
+        return
+    used = usage.tokens_today(session, key.id)
+    if used < key.tokens_per_day:
+        return
+    now = utcnow()
+    resets = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    raise QuotaExceeded(
+        f"this key has used {used:,} of its {key.tokens_per_day:,} tokens for today (UTC); "
+        f"new jobs are accepted again at {resets.isoformat()}",
+        {
+            "limit": key.tokens_per_day,
+            "used": used,
+            "resets_at": resets.isoformat(),
+            "retry_after": math.ceil((resets - now).total_seconds()),
+        },
+    )
 
 
 def _same_request(job: Job, fingerprint: str) -> Job:

@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = key_commands.add_parser("create", help="create an API key (printed once)")
     create.add_argument("name")
     create.add_argument("--json", action="store_true", help='print {"key", "webhook_secret"}')
+    update = key_commands.add_parser("update", help="change a key's daily token quota")
+    update.add_argument("key", metavar="PREFIX_OR_ID")
+    for quota in (create, update):
+        quota.add_argument(
+            "--tokens-per-day",
+            type=_quota,
+            default=None,
+            required=quota is update,
+            metavar="N",
+            help="model tokens the key's jobs may use per UTC day; past it, new jobs get 429 "
+            "QUOTA_EXCEEDED ('none' lifts it)",
+        )
     listed = key_commands.add_parser("list", help="every key: name, prefix, created, last used")
     listed.add_argument("--json", action="store_true", help="print the keys as JSON")
     revoke = key_commands.add_parser("revoke", help="revoke a key (401 from its next request)")
@@ -72,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser(
         "submit", help="submit a media URL (or upload a local file) to a running service"
     )
-    submit.add_argument("media_url", metavar="URL_OR_PATH")
+    submit.add_argument("media_url", metavar="URL_OR_PATH", nargs="*")
+    submit.add_argument(
+        "--from-file", metavar="FILE", help="more targets, one per line ('-': standard input)"
+    )
     submit.add_argument("--wait", action="store_true", help="follow the job live, then print it")
     add_job_options(submit)
 
@@ -183,7 +198,30 @@ def _migrate(_args: argparse.Namespace) -> int:
 def _keys_create(args: argparse.Namespace) -> int:
     from scenecap.cli.keys import create_command
 
-    return create_command(get_settings().database_url, args.name, as_json=args.json)
+    return create_command(
+        get_settings().database_url,
+        args.name,
+        as_json=args.json,
+        tokens_per_day=args.tokens_per_day,
+    )
+
+
+def _quota(value: str) -> int | None:
+    if value.lower() == "none":
+        return None
+    try:
+        tokens = int(value)
+    except ValueError:
+        tokens = 0
+    if tokens < 1:
+        raise argparse.ArgumentTypeError("a whole number of tokens, 1 or more, or 'none'")
+    return tokens
+
+
+def _keys_update(args: argparse.Namespace) -> int:
+    from scenecap.cli.keys import update_command
+
+    return update_command(get_settings().database_url, args.key, tokens_per_day=args.tokens_per_day)
 
 
 def _keys_list(args: argparse.Namespace) -> int:
@@ -232,6 +270,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": _migrate,
     "keys create": _keys_create,
     "keys list": _keys_list,
+    "keys update": _keys_update,
     "keys revoke": _keys_revoke,
     "analyze": _analyze,
     "submit": _submit,

@@ -27,6 +27,12 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also transcribe the speech (needs SCENECAP_ASR_BACKEND=openai)",
     )
+    parser.add_argument(
+        "--max-total-tokens",
+        type=int,
+        metavar="N",
+        help="the most model tokens the job may use: fewer frames or smaller images if needed",
+    )
     parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
@@ -42,6 +48,8 @@ def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"use_scenes": args.scenes, "max_frames": args.max_frames}
     if args.transcript:
         fields["metadata"] = [*METADATA_TYPES, TRANSCRIPT]
+    if args.max_total_tokens is not None:
+        fields["max_total_tokens"] = args.max_total_tokens
     if args.segments is not None:
         fields |= {"segment_seconds": args.segments, "frames_per_segment": args.frames_per_segment}
     return fields

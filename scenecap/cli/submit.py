@@ -1,5 +1,6 @@
-"""`scenecap submit URL_OR_PATH [--wait]`: send a job to a running service (a local file is
-uploaded first) and follow it live."""
+"""`scenecap submit URL_OR_PATH... [--from-file FILE] [--wait]`: send jobs to a running
+service (local files are uploaded first) and follow them. One target is submitted alone and
+followed live; several go in batches of up to 100 (docs/api.md, "Batches")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from api.schemas import JobAccepted
+from api.schemas import MAX_BATCH, JobAccepted
 from scenecap.cli.options import job_fields
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.client import ScenecapClient
@@ -21,34 +22,87 @@ def run_submit(args: argparse.Namespace) -> int:
     if not args.api_key:
         print("scenecap: error: pass --api-key or set SCENECAP_API_KEY", file=sys.stderr)
         return 2
+    targets = list(args.media_url)
     try:
+        if args.from_file:
+            targets += _listed(args.from_file)
+        if not targets:
+            print("scenecap: error: give a URL or a file, or --from-file", file=sys.stderr)
+            return 2
         with ScenecapClient(args.api_url, args.api_key) as client:
-            media_url = args.media_url
-            if Path(media_url).is_file():
-                media_url = _upload(client, Path(media_url))
-            created = client.create(media_url, **job_fields(args))
-            if not isinstance(created, JobAccepted):  # An image: answered inline.
-                print(json.dumps(created.model_dump(mode="json"), indent=2))
-                return 0
-            if not args.wait:
-                print(json.dumps(created.model_dump(mode="json")) if args.json else created.job_id)
-                return 0
-            bar = ProgressBar(sys.stderr)
-            for event in client.events(created.job_id):
-                if event.event == "progress":
-                    bar(event.data["stage"], event.data["percent_complete"])
-            bar.close()
-            job = client.get(created.job_id).model_dump(mode="json")
+            if len(targets) > 1:
+                return _submit_many(client, targets, args)
+            return _submit_one(client, targets[0], args)
     except ScenecapError as exc:
         return fail(exc.code, exc.message)
     except httpx.HTTPError as exc:
         return fail("SERVICE_UNREACHABLE", f"cannot reach {args.api_url}: {exc}")
+    except OSError as exc:
+        return fail("FILE_UNREADABLE", f"{exc.filename}: {exc.strerror}")
+
+
+def _submit_one(client: ScenecapClient, target: str, args: argparse.Namespace) -> int:
+    created = client.create(_media_url(client, target), **job_fields(args))
+    if not isinstance(created, JobAccepted):  # An image: answered inline.
+        print(json.dumps(created.model_dump(mode="json"), indent=2))
+        return 0
+    if not args.wait:
+        print(json.dumps(created.model_dump(mode="json")) if args.json else created.job_id)
+        return 0
+    bar = ProgressBar(sys.stderr)
+    for event in client.events(created.job_id):
+        if event.event == "progress":
+            bar(event.data["stage"], event.data["percent_complete"])
+    bar.close()
+    job = client.get(created.job_id).model_dump(mode="json")
     print(json.dumps(job, indent=2) if args.json else summary(job))
     return exit_code(job)
 
 
-def _upload(client: ScenecapClient, path: Path) -> str:
-    """Upload a local file with a progress bar; return the media_url that names it."""
+def _submit_many(client: ScenecapClient, targets: list[str], args: argparse.Namespace) -> int:
+    """One line per target, in order: its job id (then, with --wait, how it ended) or its
+    error; exit 1 if any was refused or did not complete."""
+    fields = job_fields(args)
+    outcomes: list[dict[str, object]] = []
+    for start in range(0, len(targets), MAX_BATCH):
+        chunk = targets[start : start + MAX_BATCH]
+        requests = [{"media_url": _media_url(client, target), **fields} for target in chunk]
+        for target, item in zip(chunk, client.create_batch(requests).results, strict=True):
+            outcome: dict[str, object] = {"target": target, "status": item.status}
+            if item.job_id is not None:
+                outcome["job_id"] = str(item.job_id)
+            if item.error is not None:
+                outcome["error"] = item.error.model_dump(mode="json")
+            outcomes.append(outcome)
+    for outcome in outcomes:
+        if args.wait and "job_id" in outcome:
+            outcome["job_status"] = client.wait(str(outcome["job_id"]), timeout=86400).status
+        print(json.dumps(outcome) if args.json else _line(outcome))
+    ok = all("job_id" in o and o.get("job_status", "COMPLETED") == "COMPLETED" for o in outcomes)
+    return 0 if ok else 1
+
+
+def _line(outcome: dict[str, object]) -> str:
+    if "job_id" not in outcome:
+        error = outcome["error"]
+        assert isinstance(error, dict)
+        return f"{'refused':36}  {error['code']}: {error['message']}  {outcome['target']}"
+    ended = f"  {outcome['job_status']}" if "job_status" in outcome else ""
+    return f"{outcome['job_id']}{ended}  {outcome['target']}"
+
+
+def _listed(path: str) -> list[str]:
+    """The targets in a file (or '-', stdin): one per line; blank lines and # comments go."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _media_url(client: ScenecapClient, target: str) -> str:
+    """A URL as given; a local file uploaded first (with a progress bar), as upload://<id>."""
+    path = Path(target)
+    if not path.is_file():
+        return target
     bar = ProgressBar(sys.stderr)
     uploaded = client.upload(
         path, progress=lambda sent, total: bar("uploading", sent * 100 // total)

@@ -26,6 +26,7 @@ import httpx
 
 from api.schemas import (
     AskAnswer,
+    BatchResponse,
     CompletionResponse,
     ImageResult,
     JobAccepted,
@@ -34,6 +35,7 @@ from api.schemas import (
     SearchPage,
     ShareLink,
     UploadOut,
+    UsageReport,
 )
 from scenecap.client.calls import (
     _STREAM_TIMEOUT,
@@ -104,6 +106,18 @@ class ScenecapClient:
     ) -> JobAccepted | ImageResult:
         """Submit media. A video gives JobAccepted (wait on its job_id); an image, its result."""
         return self._send(_Calls.create(media_url, idempotency_key, options))
+
+    def create_batch(
+        self, requests: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> BatchResponse:
+        """Submit up to 100 request bodies at once ({"media_url": ..., options}); each
+        result has its job_id or its own error."""
+        return self._send(_Calls.create_batch(requests, idempotency_key))
+
+    def usage(self, *, first: str | None = None, last: str | None = None) -> UsageReport:
+        """What your jobs used per UTC day, from `first` to `last` (YYYY-MM-DD; by default
+        the last 30 days)."""
+        return self._send(_Calls.usage(first, last))
 
     def get(self, job_id: str | uuid.UUID) -> JobOut:
         return self._send(_Calls.get(job_id))
@@ -217,6 +231,14 @@ class AsyncScenecapClient:
         self, media_url: str, *, idempotency_key: str | None = None, **options: Unpack[JobOptions]
     ) -> JobAccepted | ImageResult:
         return await self._send(_Calls.create(media_url, idempotency_key, options))
+
+    async def create_batch(
+        self, requests: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> BatchResponse:
+        return await self._send(_Calls.create_batch(requests, idempotency_key))
+
+    async def usage(self, *, first: str | None = None, last: str | None = None) -> UsageReport:
+        return await self._send(_Calls.usage(first, last))
 
     async def get(self, job_id: str | uuid.UUID) -> JobOut:
         return await self._send(_Calls.get(job_id))

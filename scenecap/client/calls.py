@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from api.schemas import (
     AskAnswer,
+    BatchResponse,
     CompletionResponse,
     ImageResult,
     JobAccepted,
@@ -24,6 +25,7 @@ from api.schemas import (
     SearchPage,
     ShareLink,
     UploadOut,
+    UsageReport,
 )
 from scenecap.core.errors import WaitTimeout, error_for_code
 from scenecap.core.media import SNIFF_BYTES, sniff_media
@@ -45,6 +47,7 @@ class JobOptions(TypedDict, total=False):
     model: str
     segment_seconds: float  # segment mode: caption every stretch of this many seconds
     frames_per_segment: int
+    max_total_tokens: int  # the most model tokens the job may use
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,20 @@ class _Calls:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"media_url": media_url, **options}
         return Call("POST", "/v2/media/categories", _created, json=body, headers=headers)
+
+    @staticmethod
+    def create_batch(
+        requests: Sequence[Mapping[str, Any]], idempotency_key: str | None
+    ) -> Call[BatchResponse]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        body = {"requests": [dict(r) for r in requests]}
+        path = "/v2/media/categories/batch"
+        return Call("POST", path, _model(BatchResponse), json=body, headers=headers)
+
+    @staticmethod
+    def usage(first: str | None, last: str | None) -> Call[UsageReport]:
+        params = {name: value for name, value in (("from", first), ("to", last)) if value}
+        return Call("GET", "/v2/usage", _model(UsageReport), params=params)
 
     @staticmethod
     def get(job_id: str | uuid.UUID) -> Call[JobOut]:

@@ -132,6 +132,16 @@ class TooManyActiveJobs(RateLimited):
     code = "TOO_MANY_ACTIVE_JOBS"
 
 
+class QuotaExceeded(RateLimited):
+    code = "QUOTA_EXCEEDED"
+
+
+class BudgetTooSmall(ScenecapError):
+    """max_total_tokens is below what one frame and the summary cost."""
+
+    status_code, code = 422, "BUDGET_TOO_SMALL"
+
+
 class UrlRejected(ScenecapError):
     status_code, code = 422, "URL_REJECTED"
 

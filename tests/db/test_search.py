@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select, text, update
+import sqlalchemy as sa
+from sqlalchemy import delete, func, select, text
 
 from db import jobs as job_repo
 from db import search
@@ -16,7 +17,7 @@ from db.keys import create_key
 from db.models import Job, Passage
 from db.session import make_engine, make_session_factory
 from migrations.apply import upgrade
-from scenecap.core.enums import JobStatus
+from scenecap.core.enums import JobStatus, utcnow
 from tests.conftest import recreate_database
 
 RESULTS = {
@@ -116,24 +117,56 @@ def test_the_migration_indexes_jobs_completed_before_it() -> None:
     url = recreate_database("scenecap_search_backfill")
     upgrade(url, "0006")
     engine = make_engine(url)
+    key_id, job_id, now = uuid.uuid4(), uuid.uuid4(), utcnow()
+    # Written as the schema at revision 0006 had them (the models are the newest schema).
+    keys = sa.table(
+        "api_keys",
+        *(sa.column(c) for c in ("id", "name", "key_hash", "key_prefix")),
+        sa.column("webhook_secret"),
+        sa.column("created_at"),
+    )
+    jobs = sa.table(
+        "jobs",
+        *(sa.column(c) for c in ("id", "api_key_id", "kind", "status", "stage")),
+        *(sa.column(c) for c in ("percent_complete", "media_url", "media_type", "use_scenes")),
+        *(sa.column(c) for c in ("max_frames", "attempts", "created_at", "updated_at")),
+        sa.column("requested_metadata", sa.JSON()),
+        sa.column("results", sa.JSON()),
+    )
     try:
-        with make_session_factory(engine).begin() as session:
-            # Completed as a worker before revision 0007 did: no passages.
-            key, _plaintext = create_key(session, "old")
-            job = job_repo.create_job(
-                session,
-                api_key_id=key.id,
-                media_url="https://example.com/a.mp4",
-                media_type="video",
-                requested_metadata=["tags"],
-                use_scenes=False,
+        with engine.begin() as connection:
+            connection.execute(
+                keys.insert().values(
+                    id=key_id,
+                    name="old",
+                    key_hash="x" * 64,
+                    key_prefix="sc_old",
+                    webhook_secret="whsec_x",
+                    created_at=now,
+                )
             )
-            session.execute(
-                update(Job).where(Job.id == job.id).values(status="COMPLETED", results=RESULTS)
+            connection.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    api_key_id=key_id,
+                    kind="categories",
+                    status="COMPLETED",
+                    stage="done",
+                    percent_complete=100,
+                    media_url="https://example.com/a.mp4",
+                    media_type="video",
+                    use_scenes=False,
+                    max_frames=60,
+                    attempts=1,
+                    created_at=now,
+                    updated_at=now,
+                    requested_metadata=["tags"],
+                    results=RESULTS,
+                )
             )
         upgrade(url)
         with make_session_factory(engine)() as session:
-            found = search.search(session, key.id, "kettle", limit=10)
+            found = search.search(session, key_id, "kettle", limit=10)
         assert sorted(h.start for h in found) == [1.0, 2.0, 4.0]
     finally:
         engine.dispose()

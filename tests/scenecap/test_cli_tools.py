@@ -189,6 +189,31 @@ def test_submit_errors_are_one_line(api_url: str, media_server: str) -> None:
 
 
 @pytest.mark.usefixtures("worker")
+def test_submit_many_sends_batches_and_reports_each_target(
+    api_url: str,
+    new_key: Callable[[], str],
+    media_server: str,
+    media_dir: Path,
+    fake_vlm: Any,
+    tmp_path: Path,
+) -> None:
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    listed = tmp_path / "targets.txt"
+    listed.write_text(f"# tonight's clips\n{media_server}/sample.mp4\n\nftp://example.com/x.mp4\n")
+    local = str(media_dir / "sample.mp4")  # uploaded first
+    done = run("submit", local, "--from-file", str(listed), "--max-frames", "1", "--wait", env=env)
+    assert done.returncode == 1, "one target was refused"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith(f"COMPLETED  {local}") and lines[1].endswith("/sample.mp4")
+    assert "COMPLETED" in lines[1]
+    assert lines[2].startswith("refused") and "UNSUPPORTED_URL_SCHEME" in lines[2]
+    ok = run("submit", local, f"{media_server}/sample.mp4", "--max-frames", "1", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert [json.loads(line)["status"] for line in ok.stdout.splitlines()] == [202, 202]
+
+
+@pytest.mark.usefixtures("worker")
 def test_search_and_ask_print_times_and_fail_in_one_line(
     api_url: str, new_key: Callable[[], str], media_server: str, fake_vlm: Any
 ) -> None:

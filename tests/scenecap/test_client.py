@@ -165,6 +165,27 @@ def test_search_and_ask_from_both_clients(
     assert asyncio.run(from_async()) == (len(found), len(answer.citations))
 
 
+def test_batches_and_usage_from_both_clients(
+    sdk: ScenecapClient, api_url: str, key: str, media_server: str, fake_vlm: Any
+) -> None:
+    requests = [{"media_url": f"{media_server}/sample.mp4", "max_frames": 1}, {"max_frames": 1}]
+    batch = sdk.create_batch(requests, idempotency_key="client-batch")
+    assert [r.status for r in batch.results] == [202, 422]
+    assert batch.results[1].error is not None and batch.results[1].error.code == "VALIDATION_ERROR"
+    job_id = batch.results[0].job_id
+    assert job_id is not None and sdk.wait(job_id, timeout=120).status == "COMPLETED"
+    today = datetime.now(UTC).date().isoformat()
+    report = sdk.usage(first=today, last=today)
+    assert report.jobs == {"COMPLETED": 1} and report.frames == 1
+
+    async def from_async() -> tuple[list[int], int]:
+        async with AsyncScenecapClient(api_url, key) as client:
+            again = await client.create_batch(requests, idempotency_key="client-batch")
+            return [r.status for r in again.results], (await client.usage()).frames
+
+    assert asyncio.run(from_async()) == ([200, 422], 1)
+
+
 def test_verify_webhook_accepts_what_the_reference_library_signs() -> None:
     secret = new_webhook_secret()
     body = '{"type":"media.completed","data":{"job_id":"x"}}'

@@ -8,6 +8,10 @@ from typing import Any
 
 from worker.vision.base import FrameMetadata
 
+# Change it with any prompt or answer parsing below: captions made under another version are
+# never reused (docs/api.md, "Cost controls").
+PROMPT_VERSION = "2026-12-01"
+
 SYSTEM_PROMPT = (
     "You are a precise video frame analyst. Describe only what is visible. "
     "Answer with one JSON object and nothing else."

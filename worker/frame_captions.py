@@ -1,0 +1,108 @@
+"""Frame mode's captioning: frames sent to the model concurrently (bounded), each stored with
+its thumbnail the moment it is answered, so a retried job never pays for one twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from db import frames as frame_repo
+from scenecap.core.enums import JobStage
+from scenecap.core.errors import JobCancelled
+from scenecap.store import paths
+from worker.pipeline.extract import ExtractedFrame
+from worker.progress import ProgressReporter
+from worker.runtime import Runtime
+from worker.speech.transcript import Transcript
+from worker.spend import Spend
+from worker.vision.base import CaptionRequest, FrameCaption, FrameImage
+from worker.vision.budget import image_tokens
+
+
+async def caption_frames(
+    rt: Runtime,
+    job_id: uuid.UUID,
+    request: CaptionRequest,
+    extracted: list[ExtractedFrame],
+    progress: ProgressReporter,
+    *,
+    done: int,
+    total: int,
+    transcript: Transcript | None = None,
+    spend: Spend | None = None,
+    per_frame_text: int = 0,
+) -> None:
+    """Caption frames concurrently (bounded); store each as soon as it is answered.
+
+    A cancellation or a failure stops new requests, but never one in flight: it is paid for,
+    and a request cut off mid-answer can leave its pooled connection unusable. With a
+    `spend`, a frame whose request would pass the job's budget is skipped.
+    """
+    limit = asyncio.Semaphore(rt.backend.max_concurrency)
+    stopped: list[BaseException] = []  # why captioning stops: a cancellation, or a failure
+    finished = done
+
+    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
+        nonlocal finished
+        _store_frame(rt, job_id, frame, answer, seconds)
+        finished += 1
+        return progress.update(JobStage.CAPTIONING, finished / total)
+
+    async def caption_one(frame: ExtractedFrame) -> None:
+        async with limit:
+            if stopped:
+                return
+            if not await asyncio.to_thread(progress.still_running):
+                stopped.append(JobCancelled("the job was cancelled"))
+                return
+            heard = transcript.heard(frame.timestamp, frame.timestamp) if transcript else ""
+            image = FrameImage(
+                frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height, heard
+            )
+            estimate = per_frame_text + image_tokens(frame.width, frame.height)
+            if spend is not None and not spend.take(estimate):
+                return
+            started = time.perf_counter()
+            try:
+                answer = await rt.backend.caption(image, request)
+            except Exception as exc:  # raised below, once every request in flight is back
+                if spend is not None:  # it may have cost something: count what was held
+                    spend.paid(estimate, estimate)
+                stopped.append(exc)
+                return
+            if spend is not None:
+                spend.paid(estimate, answer.usage.prompt_tokens + answer.usage.completion_tokens)
+            seconds = time.perf_counter() - started
+        if not await asyncio.to_thread(store, frame, answer, seconds):
+            stopped.append(JobCancelled("the job was cancelled"))
+
+    await asyncio.gather(*(caption_one(frame) for frame in extracted))
+    if stopped:
+        # Say one thing: a cancellation first, else the first failure.
+        raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
+
+
+def _store_frame(
+    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption, seconds: float
+) -> None:
+    # The thumbnail first: a frame row always has its thumbnail in the store.
+    rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
+    with rt.session_factory.begin() as session:
+        frame_repo.save_frame(
+            session,
+            job_id,
+            index=frame.planned.index,
+            timestamp=frame.timestamp,
+            planned_timestamp=frame.planned.time,
+            scene_start=frame.planned.scene_start,
+            scene_end=frame.planned.scene_end,
+            caption=answer.caption,
+            frame_metadata=answer.metadata,
+            parsed=answer.parsed,
+            details=answer.details or None,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+            vision_seconds=seconds,
+            vision_retries=answer.retries,
+        )
