@@ -10,8 +10,12 @@ from pathlib import Path
 from scenecap.core.settings import Settings
 from worker.pipeline.sandbox import SandboxLimits, run_sandboxed
 from worker.speech.asr import SpeechClient
-from worker.speech.audio import AUDIO_CHUNK, decode_chunk
+from worker.speech.audio import AUDIO_CHUNK, AudioChunk, decode_chunk
 from worker.speech.transcript import ChunkSpan, Spoken, Transcript, chunk_spans, keep
+
+# Chunks decoded ahead of the requests, two at a time: a request slot that frees finds its
+# next chunk ready, and at most ASR_MAX_CONCURRENCY + DECODES_AHEAD chunks are held at once.
+DECODES_AHEAD = 2
 
 
 async def transcribe_chunk(
@@ -19,13 +23,22 @@ async def transcribe_chunk(
 ) -> Transcript:
     """One chunk's part of the transcript: the segments it keeps, its language, and how
     much sound of its own span it held."""
-    chunk = await asyncio.to_thread(
+    return await heard_in(span, await decoded(path, span, limits), client)
+
+
+async def decoded(path: Path, span: ChunkSpan, limits: SandboxLimits) -> AudioChunk:
+    """The chunk's sound (and its neighbours' overlap), decoded in the sandbox."""
+    return await asyncio.to_thread(
         lambda: run_sandboxed(
             lambda _send: decode_chunk(path, span.heard_from, span.heard_until),
             limits,
             codec=AUDIO_CHUNK,
         )
     )
+
+
+async def heard_in(span: ChunkSpan, chunk: AudioChunk, client: SpeechClient) -> Transcript:
+    """What the speech server heard in a decoded chunk, put back on the video's timeline."""
     if chunk.seconds <= 0:
         return Transcript()
     answer = await client.transcribe(chunk.wav, chunk.seconds)
@@ -43,21 +56,32 @@ async def transcribe(
     `on_chunk(done, total)` after each."""
     spans = chunk_spans(duration, settings.asr_chunk_seconds)
     client = SpeechClient(settings)
-    limit = asyncio.Semaphore(settings.asr_max_concurrency)
+    sending = asyncio.Semaphore(settings.asr_max_concurrency)
+    decoding = asyncio.Semaphore(DECODES_AHEAD)
+    held = asyncio.Semaphore(settings.asr_max_concurrency + DECODES_AHEAD)
     limits = SandboxLimits.of(settings)
     done = 0
 
     async def one(span: ChunkSpan) -> Transcript:
         nonlocal done
-        async with limit:
-            part = await transcribe_chunk(path, span, client, limits)
+        async with held:
+            async with decoding:
+                chunk = await decoded(path, span, limits)
+            async with sending:
+                part = await heard_in(span, chunk, client)
         done += 1
         if on_chunk is not None:
             on_chunk(done, len(spans))
         return part
 
+    tasks = [asyncio.create_task(one(span)) for span in spans]
     try:
-        parts = await asyncio.gather(*(one(span) for span in spans))
+        parts = await asyncio.gather(*tasks)
+    except BaseException:  # the job fails: stop the other chunks before the client closes
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         await client.aclose()
     return joined(parts)
