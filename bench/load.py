@@ -54,9 +54,11 @@ def media_server(folder: Path) -> Iterator[str]:
     handler = type(
         "Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}
     )
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), lambda *a: handler(*a, directory=str(folder))
+    # Quiet about clients that hang up early too: the API's media check reads only the start.
+    quiet_server = type(
+        "QuietServer", (http.server.ThreadingHTTPServer,), {"handle_error": lambda *a: None}
     )
+    server = quiet_server(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -13,19 +13,20 @@ import copy
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
-from db import reuse
+from db import jobs, reuse
 from scenecap.store import paths
 from worker.runtime import Runtime
-from worker.spec import JobSpec, Media
+from worker.spec import JobSpec
 from worker.vision.prompt import PROMPT_VERSION
 
 log = logging.getLogger(__name__)
 
 
-def media_sha256(media: Media) -> str:
-    with media.path.open("rb") as file:
+def media_sha256(path: Path) -> str:
+    with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
@@ -45,13 +46,12 @@ def reuse_key(spec: JobSpec, sha256: str, model: str) -> str:
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 
-def reused(
-    spec: JobSpec, media: Media, rt: Runtime
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def reused(spec: JobSpec, path: Path, rt: Runtime) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Record the job's reuse key; the results and usage of an earlier job of the key with
-    the same one (its frames, segments and thumbnails copied to this job), or None."""
+    the same one (its frames, segments, thumbnails and media info copied to this job, so the
+    media is not even probed), or None."""
     model = rt.backend.model_name(spec.caption_request)
-    sha256 = media_sha256(media)
+    sha256 = media_sha256(path)
     key = reuse_key(spec, sha256, model)
     with rt.session_factory.begin() as session:
         reuse.set_reuse_key(session, spec.id, sha256, key)
@@ -59,6 +59,7 @@ def reused(
         if source is None or not source.results:
             return None
         frames, segments = reuse.copy_captions(session, source.id, spec.id)
+        jobs.set_media_info(session, spec.id, source.media_info or {})
         results, their_usage = copy.deepcopy(source.results), dict(source.usage or {})
         source_id = source.id
     # The thumbnails and the transcript: the report and a retry read them from the store.

@@ -84,8 +84,10 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
             usage = results["completion"]["usage"]
         elif spec.segment_seconds is not None:
             with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-                media = fetch_and_probe(spec, rt, progress, Path(directory))
-                earlier = reused(spec, media, rt)
+                path = fetch(spec, rt, progress, Path(directory))
+                earlier = reused(spec, path, rt)
+                if earlier is None:
+                    media = probe(spec, rt, progress, path)
             if earlier is None:
                 start_segments(spec, media.info, rt, progress)
                 progress.finish()
@@ -99,10 +101,8 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
     settle(rt, spec.id, work)
 
 
-def fetch_and_probe(
-    spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path
-) -> Media:
-    """Stage `downloading`: the media as a local file (fetched once into the store), probed."""
+def fetch(spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path) -> Path:
+    """Stage `downloading`: the media as a local file (fetched once into the store)."""
     settings = rt.settings
     progress.stage(JobStage.DOWNLOADING)
     path = job_media(
@@ -117,6 +117,12 @@ def fetch_and_probe(
     if spec.media_data is not None:  # the store holds it now: no need to keep two copies
         with rt.session_factory.begin() as session:
             jobs.clear_media_data(session, spec.id)
+    return path
+
+
+def probe(spec: JobSpec, rt: Runtime, progress: ProgressReporter, path: Path) -> Media:
+    """The end of stage `downloading`: what the file is (sniffed, then probed in the sandbox)."""
+    settings = rt.settings
     with path.open("rb") as media:
         sniffed = sniff_media(media.read(SNIFF_BYTES))
     is_image = sniffed.kind == "image"
@@ -138,10 +144,11 @@ def analyse(
     settings = rt.settings
     request = spec.caption_request
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-        media = fetch_and_probe(spec, rt, progress, Path(directory))
-        earlier = reused(spec, media, rt)
+        path = fetch(spec, rt, progress, Path(directory))
+        earlier = reused(spec, path, rt)
         if earlier is not None:
             return earlier
+        media = probe(spec, rt, progress, path)
         path, info = media.path, media.info
         speech = BackgroundTranscript(spec, media, rt) if spec.wants_transcript else None
         count = frame_count(spec.max_frames, settings.frame_budget)
