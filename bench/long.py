@@ -61,7 +61,8 @@ from worker.pipeline.scenes import (
 from worker.pipeline.segments import PlannedSegment, plan_segments
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
-from worker.segment_captions import SLOTS, caption_segments, frames_that_fit
+from worker.segment_budget import frames_that_fit
+from worker.segment_captions import SLOTS, caption_segments
 from worker.spec import JobSpec
 from worker.vision.openai_compat import OpenAIBackend
 

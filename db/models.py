@@ -114,6 +114,10 @@ class Job(Base):
     # its captions for reuse by the same key (the media's SHA-256 with the model, the prompt
     # version and the plan).
     max_total_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # Segment mode's budget across tasks: what the model reported, and what requests in
+    # flight may still cost (their estimates), kept on the row that every task locks.
+    tokens_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_held: Mapped[int] = mapped_column(BigInteger, default=0)
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     reuse_key: Mapped[str | None] = mapped_column(String(64))
 

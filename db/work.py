@@ -240,6 +240,29 @@ def store_segment(session: Session, job_id: uuid.UUID, index: int, **fields: Any
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def hold_tokens(session: Session, job_id: uuid.UUID, estimate: int, reserve: int) -> bool:
+    """Hold `estimate` tokens of the job's max_total_tokens for a request about to be sent,
+    keeping `reserve` back (the summary's); False if that would pass the cap."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.tokens_spent + Job.tokens_held + estimate + reserve <= Job.max_total_tokens,
+        )
+        .values(tokens_held=Job.tokens_held + estimate)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def settle_tokens(session: Session, job_id: uuid.UUID, estimate: int, reported: int) -> None:
+    """A request held with `estimate` came back having cost `reported` tokens."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(tokens_held=Job.tokens_held - estimate, tokens_spent=Job.tokens_spent + reported)
+    )
+
+
 def lower_image_cap(session: Session, job_id: uuid.UUID, limit: int) -> bool:
     """Record that the job's model takes at most `limit` images a request; False if the job
     knew that already (so it is said once)."""

@@ -14,15 +14,15 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from db import work
 from db.models import JobSegment
 from db.work import ItemKind
 from scenecap.core.enums import JobStage
-from scenecap.core.errors import JobCancelled, MediaUnreadable, VisionBackendUnavailable
-from scenecap.core.settings import Settings
+from scenecap.core.errors import JobCancelled, MediaUnreadable
 from scenecap.store import paths
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
@@ -30,10 +30,9 @@ from worker.pipeline.probe import Timeline
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
+from worker.segment_budget import frames_that_fit, segment_cost, summary_cost
 from worker.segmented import stored_transcript
 from worker.vision.base import FrameCaption, FrameImage, SegmentFrames, TooManyImages
-from worker.vision.budget import pixels_per_image, text_tokens
-from worker.vision.prompt import HEARD_MAX_CHARS, SYSTEM_PROMPT, segment_texts
 
 if TYPE_CHECKING:
     from worker.spec import JobSpec
@@ -43,38 +42,6 @@ T = TypeVar("T")
 
 # A segment's frames are numbered index * SLOTS + n in the extraction plan (at most 16 each).
 SLOTS = 16
-
-
-def segment_pixels(
-    settings: Settings, metadata_types: tuple[str, ...], frames: int, *, heard: bool = False
-) -> int:
-    """The most pixels each of a segment's frames may have so its request fits the context
-    (0 if even the smallest would not). Texts are measured at their longest: times of five
-    digits, and the most speech a request carries when the job has a transcript."""
-    speech = "x" * HEARD_MAX_CHARS if heard else ""
-    opening, labels, instructions = segment_texts(
-        metadata_types, 99999.99, 99999.99, [99999.99] * frames, speech
-    )
-    return pixels_per_image(
-        settings.vlm_context_tokens,
-        text=text_tokens(SYSTEM_PROMPT, opening, *labels, instructions),
-        max_tokens=settings.caption_max_tokens,
-        images=frames,
-        ceiling=settings.max_pixels,
-    )
-
-
-def frames_that_fit(
-    settings: Settings, metadata_types: tuple[str, ...], wanted: int, *, heard: bool = False
-) -> tuple[int, int]:
-    """How many frames a segment request can carry (at most `wanted`), and their pixels."""
-    for count in range(wanted, 0, -1):
-        pixels = segment_pixels(settings, metadata_types, count, heard=heard)
-        if pixels:
-            return count, pixels
-    raise VisionBackendUnavailable(
-        "VLM_CONTEXT_TOKENS cannot hold one frame with the caption prompt and CAPTION_MAX_TOKENS"
-    )
 
 
 def caption_batch(
@@ -113,9 +80,23 @@ def caption_batch(
         for frame in extract_frames(media, planned, options, timeline):
             send([frame])
 
+    budget = None
+    if spec.max_total_tokens is not None:  # each request held against the job's cap
+        with rt.session_factory() as session:
+            _done, total = work.count_done(session, spec.id, "segments")
+        each = segment_cost(settings, spec.metadata_types, count, pixels, heard=bool(transcript))
+        budget = Budget(each, sum(summary_cost(settings, total, heard=bool(transcript))))
     progress.stage(JobStage.CAPTIONING)
     counts = Counter(p.index // SLOTS for p in planned)
-    rt.run(caption_segments(rt, spec, todo, counts, extract, progress, heard))
+    rt.run(caption_segments(rt, spec, todo, counts, extract, progress, heard, budget))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What each segment's request is held at, and what is kept back for the summary."""
+
+    each: int
+    reserve: int
 
 
 async def caption_segments(
@@ -126,9 +107,12 @@ async def caption_segments(
     extract: Callable[[Send], None],
     progress: ProgressReporter,
     heard: dict[int, str] | None = None,
+    budget: Budget | None = None,
 ) -> None:
     """Caption each segment as soon as its frames are decoded, while later ones still are;
-    concurrently (bounded) and, like frames, never cutting off a request in flight."""
+    concurrently (bounded) and, like frames, never cutting off a request in flight. With a
+    `budget`, a segment whose request would pass the job's max_total_tokens is stored as
+    skipped instead (every task of the job holds against the same row)."""
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
     request = spec.caption_request
@@ -143,6 +127,11 @@ async def caption_segments(
                 return
             if not await asyncio.to_thread(progress.still_running):
                 stopped.append(JobCancelled("the job was cancelled"))
+                return
+            held = budget.each if budget is not None else 0
+            if budget is not None and not await asyncio.to_thread(_hold, rt, spec.id, budget):
+                if not await asyncio.to_thread(_store, rt, spec.id, segment, progress):
+                    stopped.append(JobCancelled("the job was cancelled"))
                 return
             started = time.perf_counter()
             while True:
@@ -161,11 +150,13 @@ async def caption_segments(
                     await asyncio.to_thread(_lower_cap, rt, spec.id, refused.limit)
                     frames = _evenly(frames, refused.limit)
                 except Exception as exc:  # raised below, once every request in flight is back
+                    if held:  # it may have cost something: count what was held
+                        await asyncio.to_thread(_settle, rt, spec.id, held, held)
                     stopped.append(exc)
                     return
             seconds = time.perf_counter() - started
         running = await asyncio.to_thread(
-            _store, rt, spec.id, segment, frames, answer, seconds, progress
+            _store, rt, spec.id, segment, progress, Answered(frames, answer, seconds, held)
         )
         if not running:
             stopped.append(JobCancelled("the job was cancelled"))
@@ -194,33 +185,46 @@ async def caption_segments(
         raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
 
 
+@dataclass(frozen=True)
+class Answered:
+    frames: list[ExtractedFrame]
+    answer: FrameCaption
+    seconds: float
+    held: int  # tokens held for its request (with a budget)
+
+
 def _store(
     rt: Runtime,
     job_id: uuid.UUID,
     segment: JobSegment,
-    frames: list[ExtractedFrame],
-    answer: FrameCaption,
-    seconds: float,
     progress: ProgressReporter,
+    answered: Answered | None = None,
 ) -> bool:
-    """Store a captioned segment (its thumbnail first); the last one queues the summary.
-    Returns False if the job is no longer running."""
-    rt.store.put(paths.thumbnail(job_id, segment.index), frames[len(frames) // 2].thumbnail)
+    """Store a captioned segment (its thumbnail first), or one skipped for the budget
+    (`answered` None); the last one stored queues the summary. Returns False if the job is no
+    longer running."""
+    if answered is None:
+        fields: dict[str, Any] = {"frame_times": [], "details": {"skipped": "max_total_tokens"}}
+    else:
+        frames, answer = answered.frames, answered.answer
+        thumbnail = frames[len(frames) // 2].thumbnail
+        rt.store.put(paths.thumbnail(job_id, segment.index), thumbnail)
+        fields = {
+            "frame_times": [f.timestamp for f in frames],
+            "caption": answer.caption,
+            "segment_metadata": answer.metadata,
+            "parsed": answer.parsed,
+            "details": answer.details or None,
+            "prompt_tokens": answer.usage.prompt_tokens,
+            "completion_tokens": answer.usage.completion_tokens,
+            "vision_seconds": answered.seconds,
+            "vision_retries": answer.retries,
+        }
     with rt.session_factory.begin() as session:
-        fresh = work.store_segment(
-            session,
-            job_id,
-            segment.index,
-            frame_times=[f.timestamp for f in frames],
-            caption=answer.caption,
-            segment_metadata=answer.metadata,
-            parsed=answer.parsed,
-            details=answer.details or None,
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
-            vision_seconds=seconds,
-            vision_retries=answer.retries,
-        )
+        fresh = work.store_segment(session, job_id, segment.index, **fields)
+        if answered is not None and answered.held:
+            reported = answered.answer.usage.prompt_tokens + answered.answer.usage.completion_tokens
+            work.settle_tokens(session, job_id, answered.held, reported)
         if not fresh:
             return True
         done, total = work.count_done(session, job_id, "segments")
@@ -229,6 +233,16 @@ def _store(
                 session, job_id, [{"kind": ItemKind.SUMMARY}], rt.settings.job_lease_seconds
             )
     return progress.update(JobStage.CAPTIONING, done / total)
+
+
+def _hold(rt: Runtime, job_id: uuid.UUID, budget: Budget) -> bool:
+    with rt.session_factory.begin() as session:
+        return work.hold_tokens(session, job_id, budget.each, budget.reserve)
+
+
+def _settle(rt: Runtime, job_id: uuid.UUID, held: int, reported: int) -> None:
+    with rt.session_factory.begin() as session:
+        work.settle_tokens(session, job_id, held, reported)
 
 
 def _lower_cap(rt: Runtime, job_id: uuid.UUID, limit: int) -> None:

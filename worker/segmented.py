@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from db import jobs, work
 from db.work import ItemKind
 from scenecap.core.enums import JobStage
+from scenecap.core.errors import BudgetTooSmall
 from scenecap.core.settings import Settings
 from scenecap.store import paths
 from worker.outcome import complete
@@ -37,10 +38,12 @@ from worker.pipeline.scenes import (
 from worker.pipeline.segments import SegmentPlan, plan_segments
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
+from worker.segment_budget import frames_that_fit, segments_within, summary_cost
 from worker.speech.asr import SpeechClient
 from worker.speech.transcribe import joined, speech_lines, transcribe_chunk
 from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans
-from worker.vision.base import CaptionedSegment
+from worker.vision.base import CaptionedSegment, Usage
+from worker.vision.local import chapters_by_labels
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -97,10 +100,28 @@ def _plan(
         duration,
         spec.segment_seconds,
         spec.frames_per_segment,
-        max_segments=settings.max_segments,
+        max_segments=_most_segments(spec, settings),
         min_gap=settings.min_frame_gap_seconds,
         scenes=scenes,
     )
+
+
+def _most_segments(spec: JobSpec, settings: Settings) -> int:
+    """MAX_SEGMENTS, or fewer if the job's max_total_tokens affords fewer (the segments then
+    widen, as at MAX_SEGMENTS)."""
+    if spec.max_total_tokens is None:
+        return settings.max_segments
+    heard = spec.wants_transcript
+    wanted = min(spec.frames_per_segment, settings.vlm_max_images_per_request)
+    count, pixels = frames_that_fit(settings, spec.metadata_types, wanted, heard=heard)
+    most = segments_within(
+        settings, spec.max_total_tokens, spec.metadata_types, count, pixels, heard=heard
+    )
+    if most < 1:
+        raise BudgetTooSmall(
+            f"max_total_tokens {spec.max_total_tokens} does not fit one segment and its summary"
+        )
+    return min(settings.max_segments, most)
 
 
 def dispatch_segments(
@@ -210,9 +231,12 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
     progress.stage(JobStage.SUMMARIZING)
     with rt.session_factory() as session:
         job = jobs.get_job(session, spec.id)
-        rows = work.segments_of(session, spec.id)
+        stored = work.segments_of(session, spec.id)
         assert job is not None
-        media_info, length = dict(job.media_info or {}), job.segment_length
+        media_info, length, spent = dict(job.media_info or {}), job.segment_length, job.tokens_spent
+    # Segments skipped for the budget have no caption: the results leave them out.
+    rows = [r for r in stored if not (r.details or {}).get("skipped")]
+    partial = len(rows) < len(stored)
     transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
     segments = [
         CaptionedSegment(
@@ -228,12 +252,16 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         for r in rows
     ]
     request = spec.caption_request
-    chapters, chapter_usage = rt.run(rt.backend.chapters(segments, request))
-    progress.stage(JobStage.SUMMARIZING, 0.5)
     said = speech_lines(transcript) if transcript else ""
-    description, description_usage = rt.run(
-        rt.backend.describe(chapters, request, media_info, said)
-    )
+    cost = sum(summary_cost(rt.settings, len(segments), heard=transcript is not None))
+    if spec.max_total_tokens is not None and spent + cost > spec.max_total_tokens:
+        # No room left to summarise with the model: chapters where the labels change.
+        chapters, summary, description, partial = chapters_by_labels(segments), Usage(), "", True
+    else:
+        chapters, summary = rt.run(rt.backend.chapters(segments, request))
+        progress.stage(JobStage.SUMMARIZING, 0.5)
+        description, described = rt.run(rt.backend.describe(chapters, request, media_info, said))
+        summary = summary + described
     progress.stage(JobStage.SUMMARIZING, 1.0)
     results = build_segment_results(
         segments,
@@ -243,7 +271,8 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         segment_seconds=length or spec.segment_seconds or 0.0,
         unparsed={r.index for r in rows if not r.parsed},
     )
-    summary = chapter_usage + description_usage
+    if partial:
+        results["partial"] = True
     prompt = sum(r.prompt_tokens for r in rows) + summary.prompt_tokens
     answer = sum(r.completion_tokens for r in rows) + summary.completion_tokens
     usage = {

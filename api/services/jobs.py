@@ -144,12 +144,8 @@ def submit_job(
 
 
 def _check_budget(body: CategoriesRequest, settings: Settings) -> None:
-    if body.segment_seconds is not None:
-        raise ValidationFailed(
-            "max_total_tokens: token budgets are for frame mode; segment mode does not take "
-            "one yet",
-            {"field": "max_total_tokens"},
-        )
+    """The least any plan costs: one frame and the summary. (A segment and its summary cost
+    more; a job whose budget does not hold one ends FAILED with BUDGET_TOO_SMALL.)"""
     least = least_budget(settings, heard=TRANSCRIPT in body.metadata)
     if body.max_total_tokens is not None and body.max_total_tokens < least:
         raise ValidationFailed(

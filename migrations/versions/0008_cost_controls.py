@@ -20,6 +20,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("max_total_tokens", sa.BigInteger(), nullable=True))
         batch.add_column(sa.Column("media_sha256", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("reuse_key", sa.String(length=64), nullable=True))
+        for name in ("tokens_spent", "tokens_held"):
+            batch.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
     op.create_index("ix_jobs_owner_reuse", "jobs", ["api_key_id", "reuse_key"])
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("tokens_per_day", sa.BigInteger(), nullable=True))
@@ -30,6 +32,8 @@ def downgrade() -> None:
         batch.drop_column("tokens_per_day")
     op.drop_index("ix_jobs_owner_reuse", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("tokens_held")
+        batch.drop_column("tokens_spent")
         batch.drop_column("reuse_key")
         batch.drop_column("media_sha256")
         batch.drop_column("max_total_tokens")

@@ -19,6 +19,7 @@ from scenecap.core.tokens import least_budget
 from scenecap.store import open_store, paths
 from tests.api.test_categories import assert_error
 from tests.conftest import cancel_unfinished, is_terminal, poll_job, serve_app
+from worker.segment_budget import frames_that_fit, segments_within
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -232,20 +233,41 @@ class TestBudget:
         planned = len(run_plan(client, media_server, 8000)["results"]["frames"])
         assert len(job["results"]["frames"]) < planned
 
-    def test_budgets_too_small_or_in_segment_mode_are_422(
-        self, client: httpx.Client, settings: Settings
+    def test_a_budget_below_one_frame_is_422_and_below_one_segment_fails_the_job(
+        self, client: httpx.Client, settings: Settings, media_server: str, fake_vlm: Any
     ) -> None:
         least = least_budget(settings, heard=False)
-        small = {"media_url": "https://example.com/a.mp4", "max_total_tokens": least - 1}
-        error = assert_error(
-            client.post("/v2/media/categories", json=small), 422, "VALIDATION_ERROR"
-        )
+        small = {"media_url": f"{media_server}/long.mp4", "max_total_tokens": least - 1}
+        response = client.post("/v2/media/categories", json=small)
+        error = assert_error(response, 422, "VALIDATION_ERROR")
         assert error["details"] == {"field": "max_total_tokens", "least": least}
-        segments = {**small, "max_total_tokens": 10**6, "segment_seconds": 10}
-        error = assert_error(
-            client.post("/v2/media/categories", json=segments), 422, "VALIDATION_ERROR"
-        )
-        assert error["details"]["field"] == "max_total_tokens"
+        segments = {**small, "max_total_tokens": least, "segment_seconds": 10}
+        job_id = client.post("/v2/media/categories", json=segments).json()["job_id"]
+        job = poll_job(client, job_id, until=is_terminal)
+        assert job["status"] == "FAILED" and job["error"]["code"] == "BUDGET_TOO_SMALL"
+        assert fake_vlm.requests == []
+
+    def test_segments_widen_to_the_budget_and_an_overrun_stops_them(
+        self, client: httpx.Client, settings: Settings, media_server: str, fake_vlm: Any
+    ) -> None:
+        cap, metadata = 30_000, ("categories", "participants", "actions", "scene", "tags")
+        count, pixels = frames_that_fit(settings, metadata, 4)
+        most = segments_within(settings, cap, metadata, count, pixels, heard=False)
+        body = {"media_url": f"{media_server}/long.mp4", "segment_seconds": 2}
+        job = run_job(client, {**body, "max_total_tokens": cap})
+        segments = job["results"]["segments"]
+        assert 1 <= len(segments) <= most < 40  # 40 two-second segments without the budget
+        assert job["results"]["chapters"] and "partial" not in job["results"]
+        assert sum(r.prompt_tokens for r in fake_vlm.requests) == job["usage"]["prompt_tokens"]
+        assert job["usage"]["total_tokens"] <= cap
+
+        fake_vlm.requests.clear()
+        fake_vlm.usage_scale = 20.0  # a model that reports far more than was estimated
+        over = run_job(client, {**body, "max_total_tokens": cap, "frames_per_segment": 3})
+        assert over["results"]["partial"] is True
+        assert over["results"]["description"] == ""  # no room left to summarise with the model
+        assert over["results"]["chapters"], "chapters where the labels change, made without it"
+        assert len(fake_vlm.requests) == len(over["results"]["segments"]) <= most
 
 
 def run_plan(client: httpx.Client, media_server: str, cap: int) -> dict[str, Any]:
