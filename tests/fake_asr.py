@@ -71,6 +71,7 @@ class FakeASR:
     violations: list[str] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    work_seconds: float = 0.0  # the fake's own parsing and analysis, for the benchmark
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -130,7 +131,16 @@ def make_handler(state: FakeASR) -> type[http.server.BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             return None
 
+        def do_GET(self) -> None:
+            if self.path != "/stats":
+                self._send(404, {"error": {"message": "not found"}})
+                return
+            with state.lock:
+                stats = {"requests": len(state.requests), "work_seconds": state.work_seconds}
+            self._send(200, stats)
+
         def do_POST(self) -> None:
+            started = time.monotonic()
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length)
             if self.path.rstrip("/") != "/v1/audio/transcriptions":
@@ -140,12 +150,12 @@ def make_handler(state: FakeASR) -> type[http.server.BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
             try:
-                self._transcribe(body)
+                self._transcribe(body, started)
             finally:
                 with state.lock:
                     state.in_flight -= 1
 
-        def _transcribe(self, body: bytes) -> None:
+        def _transcribe(self, body: bytes, started: float) -> None:
             problems, samples, rate = check(read_form(self.headers["content-type"], body))
             if problems:
                 with state.lock:
@@ -155,11 +165,13 @@ def make_handler(state: FakeASR) -> type[http.server.BaseHTTPRequestHandler]:
             with state.lock:
                 failing = state.fail_next > 0
                 state.fail_next -= 1 if failing else 0
+            found = bursts(samples, rate)
+            with state.lock:
+                state.work_seconds += time.monotonic() - started
             time.sleep(state.delay)  # simulated model latency
             if failing:
                 self._send(state.fail_status, {"error": {"message": "induced failure"}})
                 return
-            found = bursts(samples, rate)
             with state.lock:
                 state.requests.append(
                     Heard(len(samples) / rate, len(body), [word for _s, _e, word in found])
