@@ -77,6 +77,10 @@ class TestReuse:
         assert again["results"] == first["results"]
         assert again["usage"]["reused_frames"] == 3 and again["usage"]["total_tokens"] == 0
         assert first["usage"].get("reused_frames") is None
+        with client_of(api_url, owner[1]) as client:
+            page = client.get(f"/v2/media/categories/{again['job_id']}/report").text
+            assert "Reused: the captions of an earlier job" in page
+            assert "Reused" not in client.get(f"/v2/media/categories/{first['job_id']}/report").text
         # Its own thumbnails, for its report: purging the first job takes nothing from it.
         store = open_store(settings)
         job_id = uuid.UUID(again["job_id"])
@@ -229,6 +233,8 @@ class TestBudget:
         body = {"media_url": f"{media_server}/sample.mp4", "max_total_tokens": 8000}
         job = run_job(client, body)
         assert job["results"]["partial"] is True
+        page = client.get(f"/v2/media/categories/{job['job_id']}/report").text
+        assert "Partial: the token budget ran out" in page
         fake_vlm.usage_scale = 1.0
         planned = len(run_plan(client, media_server, 8000)["results"]["frames"])
         assert len(job["results"]["frames"]) < planned
