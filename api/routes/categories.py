@@ -12,15 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.responses import DeferredResponse
-from api.schemas import (
-    BatchRequest,
-    BatchResponse,
-    CategoriesRequest,
-    ImageResult,
-    JobAccepted,
-    JobList,
-    JobOut,
-)
+from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
+from api.schemas.cost import BatchRequest, BatchResponse
 from api.services import batch
 from api.services import jobs as service
 from api.services.waiting import wait_for_terminal

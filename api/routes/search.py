@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import responses
-from api.schemas import AskAnswer, AskRequest, SearchPage
+from api.schemas.search import AskAnswer, AskRequest, SearchPage
 from api.services.ask import answer_question
 from api.services.search import search_page
 from scenecap.core import errors

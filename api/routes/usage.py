@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import CallerDep, SessionDep
 from api.errors import responses
-from api.schemas import UsageReport
+from api.schemas.cost import UsageReport
 from api.services.usage import usage_report
 from scenecap.core import errors
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
-from api.schemas import AskAnswer, AskRequest, AskUsage, Citation
+from api.schemas.search import AskAnswer, AskRequest, AskUsage, Citation
 from db import jobs, search
 from db.search import JobPassage
 from scenecap.core.backoff import send_retrying

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.errors import validation_failed
-from api.schemas import BatchItem, BatchRequest, BatchResponse, CategoriesRequest, ErrorBody
+from api.schemas import CategoriesRequest, ErrorBody
+from api.schemas.cost import BatchItem, BatchRequest, BatchResponse
 from api.services.jobs import submit_job
 from db import jobs
 from scenecap.core.errors import IdempotencyConflict, ScenecapError

@@ -10,7 +10,7 @@ import uuid
 from sqlalchemy.orm import Session
 
 from api.deps import Caller
-from api.schemas import SearchHit, SearchPage
+from api.schemas.search import SearchHit, SearchPage
 from db import search
 from scenecap.core.errors import ValidationFailed
 

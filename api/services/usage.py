@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.schemas import UsageDay, UsageReport
+from api.schemas.cost import UsageDay, UsageReport
 from db import usage
 from scenecap.core.enums import utcnow
 from scenecap.core.errors import ValidationFailed

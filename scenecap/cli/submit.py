@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from api.schemas import MAX_BATCH, JobAccepted
+from api.schemas import JobAccepted
+from api.schemas.cost import MAX_BATCH
 from scenecap.cli.options import job_fields
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.client import ScenecapClient

@@ -25,18 +25,16 @@ from typing import Any, TypeVar, Unpack
 import httpx
 
 from api.schemas import (
-    AskAnswer,
-    BatchResponse,
     CompletionResponse,
     ImageResult,
     JobAccepted,
     JobList,
     JobOut,
-    SearchPage,
     ShareLink,
     UploadOut,
-    UsageReport,
 )
+from api.schemas.cost import BatchResponse, UsageReport
+from api.schemas.search import AskAnswer, SearchPage
 from scenecap.client.calls import (
     _STREAM_TIMEOUT,
     Call,

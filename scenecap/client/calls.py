@@ -15,18 +15,16 @@ import httpx
 from pydantic import BaseModel
 
 from api.schemas import (
-    AskAnswer,
-    BatchResponse,
     CompletionResponse,
     ImageResult,
     JobAccepted,
     JobList,
     JobOut,
-    SearchPage,
     ShareLink,
     UploadOut,
-    UsageReport,
 )
+from api.schemas.cost import BatchResponse, UsageReport
+from api.schemas.search import AskAnswer, SearchPage
 from scenecap.core.errors import WaitTimeout, error_for_code
 from scenecap.core.media import SNIFF_BYTES, sniff_media
 
