@@ -1,4 +1,4 @@
-"""JSON bodies of the hot reads, built from db.views rows in JobOut's shape (api/schemas.py
+"""JSON bodies of the hot reads, built from db.views rows in JobOut's shape (api/schemas
 documents it; a test holds the two equal).
 
 The job's results, metadata, media and usage arrive as the JSON text the database holds and
