@@ -240,6 +240,27 @@ def store_segment(session: Session, job_id: uuid.UUID, index: int, **fields: Any
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+# The details of a segment left out because the job's budget would not cover it.
+_SKIPPED = "skipped"
+
+
+def skip_segment(session: Session, job_id: uuid.UUID, index: int) -> bool:
+    """Store a segment as left out for the job's max_total_tokens: done, with no caption.
+    False if it was stored already."""
+    return store_segment(
+        session, job_id, index, frame_times=[], details={_SKIPPED: "max_total_tokens"}
+    )
+
+
+def captioned_segments(session: Session, job_id: uuid.UUID) -> list[JobSegment]:
+    """The job's segments that have a caption (none still to do, none left out), in order."""
+    return [
+        s
+        for s in segments_of(session, job_id)
+        if s.captioned_at is not None and not (s.details or {}).get(_SKIPPED)
+    ]
+
+
 def hold_tokens(session: Session, job_id: uuid.UUID, estimate: int, reserve: int) -> bool:
     """Hold `estimate` tokens of the job's max_total_tokens for a request about to be sent,
     keeping `reserve` back (the summary's); False if that would pass the cap."""

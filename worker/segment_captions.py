@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from db import work
 from db.models import JobSegment
@@ -203,28 +203,31 @@ def _store(
     """Store a captioned segment (its thumbnail first), or one skipped for the budget
     (`answered` None); the last one stored queues the summary. Returns False if the job is no
     longer running."""
-    if answered is None:
-        fields: dict[str, Any] = {"frame_times": [], "details": {"skipped": "max_total_tokens"}}
-    else:
-        frames, answer = answered.frames, answered.answer
-        thumbnail = frames[len(frames) // 2].thumbnail
-        rt.store.put(paths.thumbnail(job_id, segment.index), thumbnail)
-        fields = {
-            "frame_times": [f.timestamp for f in frames],
-            "caption": answer.caption,
-            "segment_metadata": answer.metadata,
-            "parsed": answer.parsed,
-            "details": answer.details or None,
-            "prompt_tokens": answer.usage.prompt_tokens,
-            "completion_tokens": answer.usage.completion_tokens,
-            "vision_seconds": answered.seconds,
-            "vision_retries": answer.retries,
-        }
+    if answered is not None:
+        frames = answered.frames
+        rt.store.put(paths.thumbnail(job_id, segment.index), frames[len(frames) // 2].thumbnail)
     with rt.session_factory.begin() as session:
-        fresh = work.store_segment(session, job_id, segment.index, **fields)
-        if answered is not None and answered.held:
-            reported = answered.answer.usage.prompt_tokens + answered.answer.usage.completion_tokens
-            work.settle_tokens(session, job_id, answered.held, reported)
+        if answered is None:
+            fresh = work.skip_segment(session, job_id, segment.index)
+        else:
+            answer = answered.answer
+            fresh = work.store_segment(
+                session,
+                job_id,
+                segment.index,
+                frame_times=[f.timestamp for f in answered.frames],
+                caption=answer.caption,
+                segment_metadata=answer.metadata,
+                parsed=answer.parsed,
+                details=answer.details or None,
+                prompt_tokens=answer.usage.prompt_tokens,
+                completion_tokens=answer.usage.completion_tokens,
+                vision_seconds=answered.seconds,
+                vision_retries=answer.retries,
+            )
+            if answered.held:
+                reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
+                work.settle_tokens(session, job_id, answered.held, reported)
         if not fresh:
             return True
         done, total = work.count_done(session, job_id, "segments")

@@ -231,12 +231,10 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
     progress.stage(JobStage.SUMMARIZING)
     with rt.session_factory() as session:
         job = jobs.get_job(session, spec.id)
-        stored = work.segments_of(session, spec.id)
+        rows = work.captioned_segments(session, spec.id)
         assert job is not None
         media_info, length, spent = dict(job.media_info or {}), job.segment_length, job.tokens_spent
-    # Segments skipped for the budget have no caption: the results leave them out.
-    rows = [r for r in stored if not (r.details or {}).get("skipped")]
-    partial = len(rows) < len(stored)
+    partial = len(rows) < job.segments_total  # some were left out for the budget
     transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
     segments = [
         CaptionedSegment(

@@ -90,11 +90,7 @@ def job_report(viewed: ViewedJob, session: SessionDep, store: StoreDep) -> HTMLR
     view = JobOut.of(job, timings=service.stage_timings(session, job.id))
     events_url = f"/v2/media/categories/{job.id}/events?token={viewed.token}"
     if job.segment_seconds:
-        segments = [
-            s
-            for s in work.segments_of(session, job.id)
-            if s.captioned_at is not None and not (s.details or {}).get("skipped")
-        ]
+        segments = work.captioned_segments(session, job.id)
         frames = [
             ReportFrame.of_segment(row, thumbnail_of(store, job.id, row.index)) for row in segments
         ]
