@@ -14,7 +14,6 @@ import re
 import uuid
 from dataclasses import dataclass
 
-import httpx
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +21,7 @@ from api.auth import Caller
 from api.schemas.search import AskAnswer, AskRequest, AskUsage, Citation
 from db import jobs, search
 from db.search import JobPassage
-from scenecap.core.backoff import send_retrying
+from scenecap.core.backoff import model_client, send_retrying
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import (
     JobNotFinished,
@@ -65,14 +64,8 @@ class QuestionModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        headers = (
-            {"Authorization": f"Bearer {settings.vlm_api_key}"} if settings.vlm_api_key else {}
-        )
-        self._client = httpx.AsyncClient(
-            base_url=settings.vlm_base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(settings.vlm_timeout_seconds, connect=10.0),
-            trust_env=False,
+        self._client = model_client(
+            settings.vlm_base_url, settings.vlm_api_key, timeout=settings.vlm_timeout_seconds
         )
 
     async def answer(self, prompt: str, max_tokens: int) -> tuple[str, str, AskUsage]:

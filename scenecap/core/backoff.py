@@ -1,5 +1,6 @@
-"""Retrying a model server (vision, speech, or the model that answers questions): which
-answers are worth another try, how long to wait before it, and the loop that does both."""
+"""Talking to a model server (vision, speech, or the model that answers questions): its
+pooled client, which answers are worth another try, how long to wait before it, and the loop
+that does both."""
 
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ def delay_before(attempt: int, response: httpx.Response | None) -> float:
         except ValueError:
             pass
     return random.uniform(0, min(MAX_BACKOFF, 0.5 * 2**attempt))
+
+
+def model_client(
+    base_url: str,
+    api_key: str,
+    *,
+    timeout: float,
+    max_connections: int | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """One pooled async client for a model server: its base URL, its bearer token if any,
+    no proxy settings from the environment (the URL was checked as configured)."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/",
+        headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        limits=httpx.Limits(max_connections=max_connections),
+        trust_env=False,
+        transport=transport,
+    )
 
 
 def _accept_or_retry(response: httpx.Response) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from scenecap.core.backoff import send_retrying
+from scenecap.core.backoff import model_client, send_retrying
 from scenecap.core.errors import SpeechBackendUnavailable
 from scenecap.core.settings import Settings
 from worker.speech.transcript import ChunkAnswer
@@ -24,15 +24,11 @@ class SpeechClient:
         self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
-        headers = (
-            {"Authorization": f"Bearer {settings.asr_api_key}"} if settings.asr_api_key else {}
-        )
-        self._client = httpx.AsyncClient(
-            base_url=settings.asr_base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(settings.asr_timeout_seconds, connect=10.0),
-            limits=httpx.Limits(max_connections=settings.asr_max_concurrency),
-            trust_env=False,
+        self._client = model_client(
+            settings.asr_base_url,
+            settings.asr_api_key,
+            timeout=settings.asr_timeout_seconds,
+            max_connections=settings.asr_max_concurrency,
             transport=transport,
         )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from scenecap.core.backoff import send_retrying
+from scenecap.core.backoff import model_client, send_retrying
 from scenecap.core.errors import VisionBackendUnavailable
 from scenecap.core.settings import Settings
 from worker.vision.base import (
@@ -44,15 +44,11 @@ class OpenAIBackend(TextRequests, VisionBackend):
     ) -> None:
         self.settings = settings
         self.max_concurrency = settings.vlm_max_concurrency
-        headers = (
-            {"Authorization": f"Bearer {settings.vlm_api_key}"} if settings.vlm_api_key else {}
-        )
-        self._client = httpx.AsyncClient(
-            base_url=settings.vlm_base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(settings.vlm_timeout_seconds, connect=10.0),
-            limits=httpx.Limits(max_connections=settings.vlm_max_concurrency),
-            trust_env=False,
+        self._client = model_client(
+            settings.vlm_base_url,
+            settings.vlm_api_key,
+            timeout=settings.vlm_timeout_seconds,
+            max_connections=settings.vlm_max_concurrency,
             transport=transport,
         )
         # Flipped off the first time the server refuses a JSON-schema response_format.
