@@ -46,12 +46,15 @@ def reuse_key(spec: JobSpec, sha256: str, model: str) -> str:
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 
-def reused(spec: JobSpec, path: Path, rt: Runtime) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def reused(
+    spec: JobSpec, path: Path, rt: Runtime, sha256: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Record the job's reuse key; the results and usage of an earlier job of the key with
     the same one (its frames, segments, thumbnails and media info copied to this job, so the
-    media is not even probed), or None."""
+    media is not even probed), or None. `sha256`: the media's, if taken on the way in."""
     model = rt.backend.model_name(spec.caption_request)
-    sha256 = media_sha256(path)
+    # Hashed as it was fetched, or known from its upload or an earlier attempt; else read.
+    sha256 = sha256 or spec.media_sha256 or media_sha256(path)
     key = reuse_key(spec, sha256, model)
     with rt.session_factory.begin() as session:
         reuse.set_reuse_key(session, spec.id, sha256, key)

@@ -84,8 +84,8 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
             usage = results["completion"]["usage"]
         elif spec.segment_seconds is not None:
             with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-                path = fetch(spec, rt, progress, Path(directory))
-                earlier = reused(spec, path, rt)
+                path, sha256 = fetch(spec, rt, progress, Path(directory))
+                earlier = reused(spec, path, rt, sha256)
                 if earlier is None:
                     media = probe(spec, rt, progress, path)
             if earlier is None:
@@ -101,11 +101,14 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
     settle(rt, spec.id, work)
 
 
-def fetch(spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path) -> Path:
-    """Stage `downloading`: the media as a local file (fetched once into the store)."""
+def fetch(
+    spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path
+) -> tuple[Path, str | None]:
+    """Stage `downloading`: the media as a local file (fetched once into the store), and its
+    SHA-256 if it was fetched now."""
     settings = rt.settings
     progress.stage(JobStage.DOWNLOADING)
-    path = job_media(
+    path, sha256 = job_media(
         spec.id,
         spec.media_url,
         spec.media_data,
@@ -117,7 +120,7 @@ def fetch(spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Pat
     if spec.media_data is not None:  # the store holds it now: no need to keep two copies
         with rt.session_factory.begin() as session:
             jobs.clear_media_data(session, spec.id)
-    return path
+    return path, sha256
 
 
 def probe(spec: JobSpec, rt: Runtime, progress: ProgressReporter, path: Path) -> Media:
@@ -144,8 +147,8 @@ def analyse(
     settings = rt.settings
     request = spec.caption_request
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
-        path = fetch(spec, rt, progress, Path(directory))
-        earlier = reused(spec, path, rt)
+        path, sha256 = fetch(spec, rt, progress, Path(directory))
+        earlier = reused(spec, path, rt, sha256)
         if earlier is not None:
             return earlier
         media = probe(spec, rt, progress, path)

@@ -34,6 +34,7 @@ class JobSpec:
     image_cap: int | None  # images per request, if the model's server said it takes fewer
     api_key_id: uuid.UUID
     max_total_tokens: int | None  # the most the job may spend (docs/api.md, "Cost controls")
+    media_sha256: str | None  # known from its upload, or from an earlier attempt
 
     @classmethod
     def of(cls, job: Job) -> JobSpec:
@@ -53,6 +54,7 @@ class JobSpec:
             job.image_cap,
             job.api_key_id,
             job.max_total_tokens,
+            job.media_sha256,
         )
 
     @property

@@ -120,6 +120,7 @@ def submit_job(
         "frames_per_segment": body.frames_per_segment,
         "model": body.model,
         "max_total_tokens": body.max_total_tokens,
+        "media_sha256": upload.sha256 if upload else None,  # hashed as it arrived
         # The key's default is read by the INSERT itself (one round trip less).
         "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),
         "job_tag": body.job_tag,

@@ -7,6 +7,7 @@ followed by hand and re-checked, proxies from the environment ignored, bytes and
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 import time
@@ -123,6 +124,7 @@ class Download:
 
     size: int
     content_type: str | None
+    sha256: str  # of the bytes written, taken as they streamed by
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ class SafeHttpClient:
                     f"media is {int(declared)} bytes; the limit is {max_bytes}",
                     {"limit": max_bytes},
                 )
-            size = 0
+            size, digest = 0, hashlib.sha256()
             for chunk in _iter_with_deadline(response, deadline):
                 size += len(chunk)
                 if size > max_bytes:
@@ -269,8 +271,10 @@ class SafeHttpClient:
                         f"media exceeds the limit of {max_bytes} bytes", {"limit": max_bytes}
                     )
                 dest.write(chunk)
+                digest.update(chunk)
             dest.flush()
-            return Download(size=size, content_type=response.headers.get("content-type"))
+            content_type = response.headers.get("content-type")
+            return Download(size, content_type, digest.hexdigest())
 
 
 def _remaining_timeout(deadline: float) -> dict[str, float]:

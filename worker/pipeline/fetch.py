@@ -8,6 +8,7 @@ back to the origin.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import uuid
@@ -28,8 +29,9 @@ def job_media(
     settings: Settings,
     *,
     local_files: bool = False,
-) -> Path:
-    """The job's media as a file: in the store's own folder, or in `directory`.
+) -> tuple[Path, str | None]:
+    """The job's media as a file: in the store's own folder, or in `directory`; and its
+    SHA-256 when it was fetched now (taken on the way in, so the file is not read again).
 
     `local_files` lets a `file://` URL name a file read in place: only `scenecap analyze`
     passes it (no setting can turn it on for the service, where it would be a hole).
@@ -38,26 +40,28 @@ def job_media(
         path = Path(media_url.removeprefix("file://"))
         if not path.is_file():
             raise MediaUnreachable(f"no such file: {path}")
-        return path
+        return path, None
     key = paths.media(job_id)
     if store.size(key) is None:
         fetched = directory / "media"
         if media_data is not None:
             fetched.write_bytes(media_data)
+            sha256 = hashlib.sha256(media_data).hexdigest()
         else:
-            fetch_url(media_url, fetched, settings)
+            sha256 = fetch_url(media_url, fetched, settings)
         store.put_file(key, fetched)
-        return fetched
+        return fetched, sha256
     stored = store.local_path(key)
     if stored is not None:
-        return stored
+        return stored, None
     copy = directory / "media"
     store.download(key, copy)
-    return copy
+    return copy, None
 
 
-def fetch_url(media_url: str, dest: Path, settings: Settings) -> None:
-    """Download a URL through the SSRF-safe client, within the byte and time caps."""
+def fetch_url(media_url: str, dest: Path, settings: Settings) -> str:
+    """Download a URL through the SSRF-safe client, within the byte and time caps; return
+    the SHA-256 of what was written."""
     policy = UrlPolicy(allow_private=settings.allow_private_urls)
     with (
         SafeHttpClient(
@@ -67,12 +71,13 @@ def fetch_url(media_url: str, dest: Path, settings: Settings) -> None:
         ) as client,
         dest.open("wb") as out,
     ):
-        client.download(
+        download = client.download(
             media_url,
             out,
             max_bytes=settings.max_media_bytes,
             timeout=settings.fetch_timeout_seconds,
         )
+    return download.sha256
 
 
 # A copy of a job's media downloaded for its work items is kept this long after its last use:
