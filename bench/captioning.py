@@ -97,8 +97,15 @@ def time_caption_stage(
 @contextmanager
 def fake_vlm(delay: float) -> Iterator[str]:
     """Run the fake VLM in its own process; yield its base URL."""
+    with fake_server("tests.fake_vlm", delay) as url:
+        yield url
+
+
+@contextmanager
+def fake_server(module: str, delay: float) -> Iterator[str]:
+    """Run one of the tests' fake model servers in its own process; yield its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_vlm", "--delay", str(delay)],
+        [sys.executable, "-m", module, "--delay", str(delay)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,

@@ -16,13 +16,12 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.captioning import fake_server
 from bench.videos import CACHE, ffmpeg
 from worker.speech.transcribe import DECODES_AHEAD
 
@@ -143,22 +142,6 @@ def floor(path: Path) -> float:
     return time.perf_counter() - start
 
 
-@contextmanager
-def fake_asr(delay: float) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_asr", "--delay", str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip()
-    finally:
-        process.terminate()
-        process.wait()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=float, default=0.5, help="seconds per request (L)")
@@ -197,7 +180,7 @@ def main() -> None:
         "| words | peak RSS |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    with fake_asr(args.latency) as url:
+    with fake_server("tests.fake_asr", args.latency) as url:
         for label, path, minutes in (
             ("10 min (video)", video, 10),
             ("60 min (sound only)", ensure_media(60, video=False), 60),
