@@ -29,18 +29,14 @@ def usage_report(session: Session, key: Caller, first: str | None, last: str | N
             f"from..to: at most {MOST_DAYS} days at a time", {"field": "from", "limit": MOST_DAYS}
         )
     days: dict[str, dict[str, Any]] = defaultdict(_empty)
-    for row in usage.by_day(session, key.id, start, end):
-        day = days[row["day"]]
-        day["jobs"][row["status"]] = int(row["jobs"])
-        for name in (*usage.FIGURES, "media_seconds"):
-            day[name] += row[name]
-    per_day = [_figures(figures) | {"date": name} for name, figures in sorted(days.items())]
     total = _empty()
-    for figures in days.values():
-        for status, count in figures["jobs"].items():
-            total["jobs"][status] = total["jobs"].get(status, 0) + count
-        for name in (*usage.FIGURES, "media_seconds"):
-            total[name] += figures[name]
+    for row in usage.by_day(session, key.id, start, end):  # one row per day and status
+        for figures in (days[row["day"]], total):
+            jobs = figures["jobs"]
+            jobs[row["status"]] = jobs.get(row["status"], 0) + int(row["jobs"])
+            for name in (*usage.FIGURES, "media_seconds"):
+                figures[name] += row[name]
+    per_day = [_figures(figures) | {"date": name} for name, figures in sorted(days.items())]
     return UsageReport.model_validate(
         {
             "from": start.isoformat(),
