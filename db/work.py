@@ -275,6 +275,14 @@ def hold_tokens(session: Session, job_id: uuid.UUID, estimate: int, reserve: int
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def tokens_fit(session: Session, job_id: uuid.UUID, tokens: int) -> bool:
+    """Whether `tokens` more fit the job's max_total_tokens beside what is spent and held."""
+    job = session.get(Job, job_id)
+    if job is None or job.max_total_tokens is None:
+        return True
+    return job.tokens_spent + job.tokens_held + tokens <= job.max_total_tokens
+
+
 def settle_tokens(session: Session, job_id: uuid.UUID, estimate: int, reported: int) -> None:
     """A request held with `estimate` came back having cost `reported` tokens."""
     session.execute(

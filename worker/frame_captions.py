@@ -8,6 +8,7 @@ import time
 import uuid
 
 from db import frames as frame_repo
+from db import work
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled
 from scenecap.store import paths
@@ -32,24 +33,25 @@ async def caption_frames(
     transcript: Transcript | None = None,
     spend: Spend | None = None,
     per_frame_text: int = 0,
-) -> None:
-    """Caption frames concurrently (bounded); store each as soon as it is answered.
+) -> int:
+    """Caption frames concurrently (bounded); store each as soon as it is answered. Returns
+    how many were left out because `spend`, the job's budget, would not cover them.
 
     A cancellation or a failure stops new requests, but never one in flight: it is paid for,
-    and a request cut off mid-answer can leave its pooled connection unusable. With a
-    `spend`, a frame whose request would pass the job's budget is skipped.
+    and a request cut off mid-answer can leave its pooled connection unusable.
     """
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
     stopped: list[BaseException] = []  # why captioning stops: a cancellation, or a failure
-    finished = done
+    finished, left_out = done, 0
 
-    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
+    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float, held: int) -> bool:
         nonlocal finished
-        _store_frame(rt, job_id, frame, answer, seconds)
+        _store_frame(rt, job_id, frame, answer, seconds, held)
         finished += 1
         return progress.update(JobStage.CAPTIONING, finished / total)
 
     async def caption_one(frame: ExtractedFrame) -> None:
+        nonlocal left_out
         async with limit:
             if stopped:
                 return
@@ -60,31 +62,36 @@ async def caption_frames(
             image = FrameImage(
                 frame.planned.index, frame.timestamp, frame.jpeg, frame.width, frame.height, heard
             )
-            estimate = per_frame_text + image_tokens(frame.width, frame.height)
-            if spend is not None and not spend.take(estimate):
+            held = per_frame_text + image_tokens(frame.width, frame.height) if spend else 0
+            if spend is not None and not await asyncio.to_thread(spend.hold, rt, held):
+                left_out += 1
                 return
             started = time.perf_counter()
             try:
                 answer = await rt.backend.caption(image, request)
             except Exception as exc:  # raised below, once every request in flight is back
                 if spend is not None:  # it may have cost something: count what was held
-                    spend.paid(estimate, estimate)
+                    await asyncio.to_thread(spend.settle, rt, held, held)
                 stopped.append(exc)
                 return
-            if spend is not None:
-                spend.paid(estimate, answer.usage.prompt_tokens + answer.usage.completion_tokens)
             seconds = time.perf_counter() - started
-        if not await asyncio.to_thread(store, frame, answer, seconds):
+        if not await asyncio.to_thread(store, frame, answer, seconds, held):
             stopped.append(JobCancelled("the job was cancelled"))
 
     await asyncio.gather(*(caption_one(frame) for frame in extracted))
     if stopped:
         # Say one thing: a cancellation first, else the first failure.
         raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
+    return left_out
 
 
 def _store_frame(
-    rt: Runtime, job_id: uuid.UUID, frame: ExtractedFrame, answer: FrameCaption, seconds: float
+    rt: Runtime,
+    job_id: uuid.UUID,
+    frame: ExtractedFrame,
+    answer: FrameCaption,
+    seconds: float,
+    held: int,
 ) -> None:
     # The thumbnail first: a frame row always has its thumbnail in the store.
     rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
@@ -106,3 +113,6 @@ def _store_frame(
             vision_seconds=seconds,
             vision_retries=answer.retries,
         )
+        if held:  # what its request held of the job's budget becomes what it cost
+            reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
+            work.settle_tokens(session, job_id, held, reported)

@@ -186,15 +186,11 @@ def analyse(
                 speech.close()
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
     spend = (
-        Spend(
-            spec.max_total_tokens or 0,
-            spent=sum(r.prompt_tokens + r.completion_tokens for r in stored.values()),
-            reserve=0 if media.is_image else budget.reserve,
-        )
+        Spend(spec.id, reserve=0 if media.is_image else budget.reserve)
         if budget is not None
         else None
     )
-    rt.run(
+    left_out = rt.run(
         caption_frames(
             rt,
             spec.id,
@@ -212,11 +208,11 @@ def analyse(
     progress.stage(JobStage.SUMMARIZING)
     rows = list(_stored_frames(rt, spec.id).values())
     captioned = [_captioned(row) for row in rows]
-    partial = bool(spend and spend.skipped)
+    partial = left_out > 0
     said = speech_lines(transcript) if transcript else ""
     if media.is_image:
         description, summary_usage = captioned[0].caption, Usage()
-    elif spend is not None and not spend.affords(spend.reserve):
+    elif spend is not None and not spend.summary_fits(rt):
         description, summary_usage, partial = "", Usage(), True  # no room left to summarise
     else:
         if spend is not None:  # cut, never condensed by the model: that would cost tokens

@@ -32,6 +32,7 @@ from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 from worker.segment_budget import frames_that_fit, segment_cost, summary_cost
 from worker.segmented import stored_transcript
+from worker.spend import Spend
 from worker.vision.base import FrameCaption, FrameImage, SegmentFrames, TooManyImages
 
 if TYPE_CHECKING:
@@ -80,23 +81,15 @@ def caption_batch(
         for frame in extract_frames(media, planned, options, timeline):
             send([frame])
 
-    budget = None
+    spend, each = None, 0
     if spec.max_total_tokens is not None:  # each request held against the job's cap
         with rt.session_factory() as session:
             _done, total = work.count_done(session, spec.id, "segments")
         each = segment_cost(settings, spec.metadata_types, count, pixels, heard=bool(transcript))
-        budget = Budget(each, sum(summary_cost(settings, total, heard=bool(transcript))))
+        spend = Spend(spec.id, reserve=sum(summary_cost(settings, total, heard=bool(transcript))))
     progress.stage(JobStage.CAPTIONING)
     counts = Counter(p.index // SLOTS for p in planned)
-    rt.run(caption_segments(rt, spec, todo, counts, extract, progress, heard, budget))
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What each segment's request is held at, and what is kept back for the summary."""
-
-    each: int
-    reserve: int
+    rt.run(caption_segments(rt, spec, todo, counts, extract, progress, heard, spend, each))
 
 
 async def caption_segments(
@@ -107,12 +100,13 @@ async def caption_segments(
     extract: Callable[[Send], None],
     progress: ProgressReporter,
     heard: dict[int, str] | None = None,
-    budget: Budget | None = None,
+    spend: Spend | None = None,
+    each: int = 0,
 ) -> None:
     """Caption each segment as soon as its frames are decoded, while later ones still are;
-    concurrently (bounded) and, like frames, never cutting off a request in flight. With a
-    `budget`, a segment whose request would pass the job's max_total_tokens is stored as
-    skipped instead (every task of the job holds against the same row)."""
+    concurrently (bounded) and, like frames, never cutting off a request in flight. With
+    `spend`, a segment whose request (held at `each` tokens) would pass the job's
+    max_total_tokens is stored as left out instead."""
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(rt.backend.max_concurrency)
     request = spec.caption_request
@@ -128,8 +122,8 @@ async def caption_segments(
             if not await asyncio.to_thread(progress.still_running):
                 stopped.append(JobCancelled("the job was cancelled"))
                 return
-            held = budget.each if budget is not None else 0
-            if budget is not None and not await asyncio.to_thread(_hold, rt, spec.id, budget):
+            held = each if spend is not None else 0
+            if spend is not None and not await asyncio.to_thread(spend.hold, rt, held):
                 if not await asyncio.to_thread(_store, rt, spec.id, segment, progress):
                     stopped.append(JobCancelled("the job was cancelled"))
                 return
@@ -150,8 +144,8 @@ async def caption_segments(
                     await asyncio.to_thread(_lower_cap, rt, spec.id, refused.limit)
                     frames = _evenly(frames, refused.limit)
                 except Exception as exc:  # raised below, once every request in flight is back
-                    if held:  # it may have cost something: count what was held
-                        await asyncio.to_thread(_settle, rt, spec.id, held, held)
+                    if spend is not None:  # it may have cost something: count what was held
+                        await asyncio.to_thread(spend.settle, rt, held, held)
                     stopped.append(exc)
                     return
             seconds = time.perf_counter() - started
@@ -236,16 +230,6 @@ def _store(
                 session, job_id, [{"kind": ItemKind.SUMMARY}], rt.settings.job_lease_seconds
             )
     return progress.update(JobStage.CAPTIONING, done / total)
-
-
-def _hold(rt: Runtime, job_id: uuid.UUID, budget: Budget) -> bool:
-    with rt.session_factory.begin() as session:
-        return work.hold_tokens(session, job_id, budget.each, budget.reserve)
-
-
-def _settle(rt: Runtime, job_id: uuid.UUID, held: int, reported: int) -> None:
-    with rt.session_factory.begin() as session:
-        work.settle_tokens(session, job_id, held, reported)
 
 
 def _lower_cap(rt: Runtime, job_id: uuid.UUID, limit: int) -> None:

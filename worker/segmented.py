@@ -42,6 +42,7 @@ from worker.segment_budget import frames_that_fit, segments_within, summary_cost
 from worker.speech.asr import SpeechClient
 from worker.speech.transcribe import joined, speech_lines, transcribe_chunk
 from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans
+from worker.spend import Spend
 from worker.vision.base import CaptionedSegment, Usage
 from worker.vision.local import chapters_by_labels
 
@@ -233,7 +234,7 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         job = jobs.get_job(session, spec.id)
         rows = work.captioned_segments(session, spec.id)
         assert job is not None
-        media_info, length, spent = dict(job.media_info or {}), job.segment_length, job.tokens_spent
+        media_info, length = dict(job.media_info or {}), job.segment_length
     partial = len(rows) < job.segments_total  # some were left out for the budget
     transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
     segments = [
@@ -252,7 +253,7 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
     request = spec.caption_request
     said = speech_lines(transcript) if transcript else ""
     cost = sum(summary_cost(rt.settings, len(segments), heard=transcript is not None))
-    if spec.max_total_tokens is not None and spent + cost > spec.max_total_tokens:
+    if spec.max_total_tokens is not None and not Spend(spec.id, cost).summary_fits(rt):
         # No room left to summarise with the model: chapters where the labels change.
         chapters, summary, description, partial = chapters_by_labels(segments), Usage(), "", True
     else:

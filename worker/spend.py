@@ -1,42 +1,42 @@
-"""A job's token budget while it runs (docs/api.md, "Cost controls").
+"""A job's max_total_tokens while it runs (docs/api.md, "Cost controls"), in frame and in
+segment mode alike.
 
-The plan was shrunk to fit `max_total_tokens` by our estimates; this holds the line against
-what the model reports. A request is sent only if what was reported so far, the estimates of
-the requests in flight, its own estimate and what is kept back for the summary all fit the
-cap; otherwise it is skipped and the job's results say `partial`.
+The plan was shrunk to fit by our estimates; this holds the line against what the model
+reports. Before a request is sent its estimate is held on the job's row, and only if what
+was reported so far, what is held for requests in flight, its estimate and what is kept back
+for the summary fit the cap (every task of a job locks the same row). When the answer comes
+back, the hold becomes what the model reported. A request that does not fit is not sent: the
+frame or segment is left out and the results say `partial`.
 """
 
 from __future__ import annotations
 
-import threading
+import uuid
+from dataclasses import dataclass
+
+from db import work
+from worker.runtime import Runtime
 
 
+@dataclass(frozen=True)
 class Spend:
-    def __init__(self, cap: int, *, spent: int = 0, reserve: int = 0) -> None:
-        self.cap = cap
-        self.spent = spent  # as the model reported it
-        self.reserve = reserve  # kept for the summary
-        self.held = 0  # estimates of the requests in flight
-        self.skipped = 0
-        self._lock = threading.Lock()
+    """Spending against a job's max_total_tokens, with what is kept for its summary."""
 
-    def take(self, estimate: int) -> bool:
-        """Hold `estimate` tokens for a request about to be sent; False (and it is counted as
-        skipped) if that would go past the cap."""
-        with self._lock:
-            if self.spent + self.held + estimate + self.reserve > self.cap:
-                self.skipped += 1
-                return False
-            self.held += estimate
-            return True
+    job_id: uuid.UUID
+    reserve: int
 
-    def paid(self, estimate: int, reported: int) -> None:
-        """A request held with `estimate` came back having cost `reported` tokens."""
-        with self._lock:
-            self.held -= estimate
-            self.spent += reported
+    def hold(self, rt: Runtime, estimate: int) -> bool:
+        """Hold `estimate` tokens for a request about to be sent; False if it would pass."""
+        with rt.session_factory.begin() as session:
+            return work.hold_tokens(session, self.job_id, estimate, self.reserve)
 
-    def affords(self, tokens: int) -> bool:
-        """Whether `tokens` more (the summary's, say) still fit."""
-        with self._lock:
-            return self.spent + self.held + tokens <= self.cap
+    def settle(self, rt: Runtime, estimate: int, reported: int) -> None:
+        """A request held with `estimate` came back having cost `reported` tokens (a failed
+        one: pass its estimate, it may have cost that)."""
+        with rt.session_factory.begin() as session:
+            work.settle_tokens(session, self.job_id, estimate, reported)
+
+    def summary_fits(self, rt: Runtime) -> bool:
+        """Whether the summary, at its reserve, still fits beside what was spent."""
+        with rt.session_factory.begin() as session:
+            return work.tokens_fit(session, self.job_id, self.reserve)
