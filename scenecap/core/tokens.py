@@ -57,9 +57,7 @@ def pixels_for(tokens: int) -> int:
 def frame_budget(settings: Settings, cap: int, frames: int, *, heard: bool) -> FrameBudget | None:
     """The most frames (up to `frames`), at the largest images, whose requests and the summary
     fit `cap` tokens by our estimates; None when not even one frame does."""
-    reserve = settings.summary_prompt_tokens + settings.summary_max_tokens + TEMPLATE_TOKENS
-    text = FRAME_PROMPT_TOKENS + settings.caption_max_tokens + TEMPLATE_TOKENS
-    text += math.ceil(HEARD_MAX_CHARS / 3) if heard else 0
+    reserve, text = _summary_and_frame_text(settings, heard=heard)
     room = cap - reserve
     largest = settings.frame_max_pixels
     fit = room // (text + image_tokens_at(largest)) if room > 0 else 0
@@ -74,7 +72,12 @@ def frame_budget(settings: Settings, cap: int, frames: int, *, heard: bool) -> F
 
 def least_budget(settings: Settings, *, heard: bool) -> int:
     """The smallest max_total_tokens a frame-mode job can be planned within."""
+    reserve, text = _summary_and_frame_text(settings, heard=heard)
+    return reserve + text + image_tokens_at(MIN_IMAGE_TOKENS * PATCH_PIXELS)
+
+
+def _summary_and_frame_text(settings: Settings, *, heard: bool) -> tuple[int, int]:
+    """What the summary is kept, and what a frame's request costs besides its image."""
     reserve = settings.summary_prompt_tokens + settings.summary_max_tokens + TEMPLATE_TOKENS
     text = FRAME_PROMPT_TOKENS + settings.caption_max_tokens + TEMPLATE_TOKENS
-    text += math.ceil(HEARD_MAX_CHARS / 3) if heard else 0
-    return reserve + text + image_tokens_at(MIN_IMAGE_TOKENS * PATCH_PIXELS)
+    return reserve, text + (math.ceil(HEARD_MAX_CHARS / 3) if heard else 0)
