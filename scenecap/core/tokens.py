@@ -21,7 +21,7 @@ def text_tokens(*texts: str) -> int:
 
 # What a frame's request costs besides its image: the prompt (FRAME_PROMPT_TOKENS), the
 # speech heard at its time (HEARD_MAX_CHARS at most), the answer and the template.
-HEARD_MAX_CHARS = 600
+HEARD_MAX_CHARS = 600  # speech given with a frame or a segment is cut to this
 MIN_IMAGE_TOKENS = 4  # smart_resize's floor: 56 x 56 pixels
 PATCH_PIXELS = 28 * 28
 # A budget keeps this many frames (or all, if fewer) and shrinks their images before it

@@ -11,10 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from scenecap.core.tokens import TEMPLATE_TOKENS, text_tokens
+from scenecap.core.tokens import MIN_IMAGE_TOKENS, TEMPLATE_TOKENS, text_tokens
 
 PATCH = 28
-MIN_IMAGE_TOKENS = 4  # smart_resize's floor: 56 x 56 pixels
 
 
 def image_tokens(width: int, height: int) -> int:

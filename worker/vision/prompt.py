@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from scenecap.core.tokens import HEARD_MAX_CHARS
 from worker.vision.base import FrameMetadata
 
 # Change it with any prompt or answer parsing below: captions made under another version are
@@ -24,10 +25,6 @@ _FIELD_HINTS = {
     "scene": "one short phrase for the setting (e.g. outdoor stadium, home kitchen)",
     "tags": "short keywords useful for search",
 }
-
-
-# Speech given with a frame or a segment is cut to this: request budgets allow for it.
-HEARD_MAX_CHARS = 600
 
 
 def heard_line(heard: str) -> str:
