@@ -8,7 +8,6 @@ import time
 import uuid
 
 from db import frames as frame_repo
-from db import work
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled
 from scenecap.store import paths
@@ -44,9 +43,9 @@ async def caption_frames(
     stopped: list[BaseException] = []  # why captioning stops: a cancellation, or a failure
     finished, left_out = done, 0
 
-    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float, held: int) -> bool:
+    def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
         nonlocal finished
-        _store_frame(rt, job_id, frame, answer, seconds, held)
+        _store_frame(rt, job_id, frame, answer, seconds)
         finished += 1
         return progress.update(JobStage.CAPTIONING, finished / total)
 
@@ -75,7 +74,10 @@ async def caption_frames(
                 stopped.append(exc)
                 return
             seconds = time.perf_counter() - started
-        if not await asyncio.to_thread(store, frame, answer, seconds, held):
+            if spend is not None:  # before the slot frees: the next request sees what it cost
+                reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
+                await asyncio.to_thread(spend.settle, rt, held, reported)
+        if not await asyncio.to_thread(store, frame, answer, seconds):
             stopped.append(JobCancelled("the job was cancelled"))
 
     await asyncio.gather(*(caption_one(frame) for frame in extracted))
@@ -91,7 +93,6 @@ def _store_frame(
     frame: ExtractedFrame,
     answer: FrameCaption,
     seconds: float,
-    held: int,
 ) -> None:
     # The thumbnail first: a frame row always has its thumbnail in the store.
     rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
@@ -113,6 +114,3 @@ def _store_frame(
             vision_seconds=seconds,
             vision_retries=answer.retries,
         )
-        if held:  # what its request held of the job's budget becomes what it cost
-            reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
-            work.settle_tokens(session, job_id, held, reported)

@@ -149,8 +149,11 @@ async def caption_segments(
                     stopped.append(exc)
                     return
             seconds = time.perf_counter() - started
+            if spend is not None:  # before the slot frees: the next request sees what it cost
+                reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
+                await asyncio.to_thread(spend.settle, rt, held, reported)
         running = await asyncio.to_thread(
-            _store, rt, spec.id, segment, progress, Answered(frames, answer, seconds, held)
+            _store, rt, spec.id, segment, progress, Answered(frames, answer, seconds)
         )
         if not running:
             stopped.append(JobCancelled("the job was cancelled"))
@@ -184,7 +187,6 @@ class Answered:
     frames: list[ExtractedFrame]
     answer: FrameCaption
     seconds: float
-    held: int  # tokens held for its request (with a budget)
 
 
 def _store(
@@ -219,9 +221,6 @@ def _store(
                 vision_seconds=answered.seconds,
                 vision_retries=answer.retries,
             )
-            if answered.held:
-                reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
-                work.settle_tokens(session, job_id, answered.held, reported)
         if not fresh:
             return True
         done, total = work.count_done(session, job_id, "segments")

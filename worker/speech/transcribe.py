@@ -61,29 +61,37 @@ async def transcribe(
     held = asyncio.Semaphore(settings.asr_max_concurrency + DECODES_AHEAD)
     limits = SandboxLimits.of(settings)
     done = 0
+    # A failure stops new chunks, but never a request in flight (as captioning does): it is
+    # answered, and a request cut off mid-upload reaches the server as a broken one.
+    stopped: list[Exception] = []
 
     async def one(span: ChunkSpan) -> Transcript:
         nonlocal done
         async with held:
-            async with decoding:
-                chunk = await decoded(path, span, limits)
-            async with sending:
-                part = await heard_in(span, chunk, client)
+            try:
+                if not stopped:
+                    async with decoding:
+                        chunk = await decoded(path, span, limits)
+                if stopped:
+                    return Transcript()
+                async with sending:
+                    if stopped:
+                        return Transcript()
+                    part = await heard_in(span, chunk, client)
+            except Exception as exc:  # raised below, once every request in flight is back
+                stopped.append(exc)
+                return Transcript()
         done += 1
         if on_chunk is not None:
             on_chunk(done, len(spans))
         return part
 
-    tasks = [asyncio.create_task(one(span)) for span in spans]
     try:
-        parts = await asyncio.gather(*tasks)
-    except BaseException:  # the job fails: stop the other chunks before the client closes
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        parts = await asyncio.gather(*(one(span) for span in spans))
     finally:
         await client.aclose()
+    if stopped:
+        raise stopped[0]
     return joined(parts)
 
 
