@@ -41,6 +41,8 @@ class KeyCache:
 
     async def caller(self, plaintext: str) -> Caller | None:
         """The active key this plaintext names, or None. Runs on the event loop only."""
+        if not keys.well_formed(plaintext):  # refused without a lookup, nor a cache entry
+            return None
         digest = keys.hash_key(plaintext)
         now = time.monotonic()
         cached = self._found.get(digest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -21,11 +22,14 @@ from scenecap.core.errors import (
     MethodNotAllowed,
     NotFound,
     RateLimited,
+    RequestTimeout,
     RequestTooLarge,
     ScenecapError,
     ServiceUnavailable,
     ValidationFailed,
 )
+from scenecap.core.media import is_data_uri
+from scenecap.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,18 +127,42 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _pool_exhausted)
 
 
-class BodySizeLimit:
-    """Refuse request bodies over max_bytes with 413, whether or not Content-Length is sent.
+class BodyLimits:
+    """Bound what request bodies may cost the process before any route sees them.
+
+    - Size: JSON bodies up to MAX_JSON_BYTES, except on the routes that take `data:` media
+      (`media_paths`), which may reach MAX_REQUEST_BYTES (their routes then check that the
+      rest of the body is within MAX_JSON_BYTES: `check_json_size`); 413 past either,
+      whether or not Content-Length is sent.
+    - Memory: the bytes of all bodies being read or held by this process are capped
+      (BODY_BYTES_IN_FLIGHT); a body that would pass the cap is refused with 503.
+    - Time: a body that stalls for UPLOAD_IDLE_SECONDS is refused with 408; a client that
+      goes away is let go quietly.
 
     The body is read here first: JSON bodies are read whole by FastAPI anyway, and an error
-    raised while FastAPI reads it would surface as a 400.
+    raised while FastAPI reads it would surface as a 400. Streamed routes (uploads) enforce
+    their own limits.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, streamed: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_json_bytes: int,
+        max_media_bytes: int,
+        in_flight_bytes: int,
+        idle_seconds: float,
+        media_paths: tuple[str, ...] = (),
+        streamed: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        # Paths that stream their bodies and enforce a limit of their own (uploads).
+        self.max_json_bytes = max_json_bytes
+        self.max_media_bytes = max_media_bytes
+        self.in_flight_bytes = in_flight_bytes
+        self.idle_seconds = idle_seconds
+        self.media_paths = media_paths
         self.streamed = streamed
+        self.held = 0  # bytes of bodies this process is reading or holding
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,23 +174,44 @@ class BodySizeLimit:
         if no_body or scope["path"] in self.streamed:
             await self.app(scope, receive, send)
             return
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        limit = self.max_media_bytes if scope["path"] in self.media_paths else self.max_json_bytes
+        size = int(declared) if declared is not None and declared.isdigit() else 0
+        if size > limit:
+            await error_response(_too_large(limit))(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # The client went away; let the app see the disconnect.
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
+        held = 0
+        try:
+            chunks: list[bytes] = []
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), self.idle_seconds)
+                except TimeoutError:
+                    raise RequestTimeout(
+                        f"the request body stalled for {self.idle_seconds:g} s",
+                        {"idle_seconds": self.idle_seconds},
+                    ) from None
+                if message["type"] != "http.request":
+                    return  # the client went away: nothing to answer
+                chunk = message.get("body", b"")
+                if held + len(chunk) > limit:
+                    raise _too_large(limit)
+                if self.held + len(chunk) > self.in_flight_bytes:
+                    raise ServiceUnavailable(
+                        "the service is receiving too much at once; try again shortly",
+                        {"retry_after": 2},
+                    )
+                chunks.append(chunk)
+                held += len(chunk)
+                self.held += len(chunk)
+                if not message.get("more_body", False):
+                    break
+        except ScenecapError as refused:
+            await error_response(refused, headers=_retry_after(refused))(scope, receive, send)
+            self.held -= held
+            return
         body = b"".join(chunks)
+        del chunks
+        scope.setdefault("state", {})["body_bytes"] = len(body)
         replayed = False
 
         async def replay() -> Message:
@@ -172,12 +221,24 @@ class BodySizeLimit:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.held -= held
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            RequestTooLarge(
-                f"the request body is over {self.max_bytes} bytes", {"limit": self.max_bytes}
-            )
-        )
-        await response(scope, receive, send)
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(f"the request body is over {limit} bytes", {"limit": limit})
+
+
+def _retry_after(error: ScenecapError) -> dict[str, str] | None:
+    retry = error.details.get("retry_after")
+    return {"Retry-After": str(retry)} if retry is not None else None
+
+
+def check_json_size(request: Request, settings: Settings, media_urls: list[str]) -> None:
+    """413 unless the body, less its `data:` media, is within MAX_JSON_BYTES."""
+    size = int(getattr(request.state, "body_bytes", 0))
+    data = sum(len(url) for url in media_urls if is_data_uri(url))
+    if size - data > settings.max_json_bytes:
+        raise _too_large(settings.max_json_bytes)

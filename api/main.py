@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import scenecap
 from api.auth import KeyCache
-from api.errors import BodySizeLimit, install_error_handlers
+from api.errors import BodyLimits, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.routes import (
     categories,
@@ -24,8 +24,11 @@ from api.routes import (
     webhooks,
 )
 from api.routes.metrics import MetricsCache
+from api.services import links
 from api.services.ask import QuestionModel
+from api.services.events import Watchers
 from api.services.media_check import MediaInspector
+from api.services.uploads import UploadSlots
 from db.reads import Reads
 from db.session import make_engine, make_session_factory
 from scenecap.core.settings import Settings, get_settings
@@ -48,20 +51,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # no transaction have pools of their own (autocommit: one round trip each): the hot ones
     # run on the event loop (db.reads), the others in threads. A read never waits for a
     # thread while it holds a connection, so those pools can be small: they only queue.
-    engine = make_engine(settings.database_url, max_connections=API_THREADS, pre_ping=False)
-    orm_reads = make_engine(
-        settings.database_url, max_connections=READ_CONNECTIONS, pre_ping=False, autocommit=True
+    # No statement of a request runs for longer than STATEMENT_TIMEOUT_SECONDS.
+    timeout = settings.statement_timeout_seconds
+    engine = make_engine(
+        settings.database_url,
+        max_connections=API_THREADS,
+        pre_ping=False,
+        statement_timeout=timeout,
     )
-    reads = Reads.of(settings.database_url, READ_CONNECTIONS)
+    orm_reads = make_engine(
+        settings.database_url,
+        max_connections=READ_CONNECTIONS,
+        pre_ping=False,
+        autocommit=True,
+        statement_timeout=timeout,
+    )
+    reads = Reads.of(settings.database_url, READ_CONNECTIONS, timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await reads.open()
         yield
         await reads.close()
-        app.state.inspector.close()
-        if app.state.rate_limiter is not None:
-            await app.state.rate_limiter.aclose()
+        await app.state.inspector.aclose()
+        for limiter in (app.state.rate_limiter, app.state.share_limiter):
+            if limiter is not None:
+                await limiter.aclose()
         if app.state.question_model is not None:
             await app.state.question_model.aclose()
         engine.dispose()
@@ -83,16 +98,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = MetricsCache(settings.metrics_cache_seconds)
     app.state.inspector = MediaInspector(settings)
     app.state.store = open_store(settings)
-    limited = settings.rate_limit_per_minute > 0 and settings.broker_url.startswith("redis")
+    redis_broker = settings.broker_url.startswith("redis")
+    limited = settings.rate_limit_per_minute > 0 and redis_broker
     app.state.rate_limiter = (
         RateLimiter(settings.broker_url, settings.rate_limit_per_minute) if limited else None
     )
+    # Share links: per token and per client address (the embedded broker has no Redis).
+    app.state.share_limiter = (
+        RateLimiter(settings.broker_url, settings.share_rate_limit_per_minute, name="share")
+        if redis_broker
+        else None
+    )
+    app.state.share_key = links.signing_key(settings)
+    app.state.watchers = Watchers(
+        reads, per_job=settings.max_streams_per_job, per_key=settings.max_streams_per_key
+    )
+    app.state.reports = {}  # finished jobs' pages, rendered once (api/routes/live.py)
+    app.state.uploads = UploadSlots(settings.max_uploads_per_key)
     app.state.question_model = (
         QuestionModel(settings) if settings.vision_backend == "openai" else None
     )
     install_error_handlers(app)
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_request_bytes, streamed=(uploads.PATH,)
+        BodyLimits,
+        max_json_bytes=settings.max_json_bytes,
+        max_media_bytes=settings.max_request_bytes,
+        in_flight_bytes=settings.body_bytes_in_flight,
+        idle_seconds=settings.upload_idle_seconds,
+        media_paths=(*categories.MEDIA_PATHS, *completions.PATHS),
+        streamed=(uploads.PATH,),
     )
     # Routes are matched in order: the ones clients poll come first.
     app.include_router(categories.router)

@@ -1,4 +1,5 @@
-"""Per-key request rate limit, shared by every API process through Redis (fixed windows).
+"""Request rate limits, shared by every API process through Redis (fixed windows): per API
+key, and for share links per token and per client address.
 
 A Redis round trip on every request cost a quarter of a cached GET, so a process counts a
 key's requests itself and adds them to the shared count in Redis at most SYNC_SECONDS apart.
@@ -35,36 +36,39 @@ class _Count:
 
 
 class RateLimiter:
-    """At most `limit` requests per key in each `window`-second window."""
+    """At most `limit` requests per subject (a key's id, a token's fingerprint, an address)
+    in each `window`-second window."""
 
-    def __init__(self, redis_url: str, limit: int, window: int = 60) -> None:
+    def __init__(self, redis_url: str, limit: int, window: int = 60, name: str = "rate") -> None:
         self.client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         self.limit = limit
         self.window = window
         self.exact_from = 0 if limit < EXACT_BELOW else limit - max(1, int(limit * MARGIN))
-        self._counts: dict[uuid.UUID, _Count] = {}
+        self.name = name
+        self._counts: dict[uuid.UUID | str, _Count] = {}
 
-    async def hit(self, key_id: uuid.UUID) -> None:
+    async def hit(self, subject: uuid.UUID | str) -> None:
         """Count one request; raise RateLimited (429 + Retry-After) past the limit."""
         now = time.time()
         window = int(now // self.window)
-        count = self._counts.get(key_id)
+        count = self._counts.get(subject)
         if count is None or count.window != window:
-            count = self._counts[key_id] = _Count(window)
+            count = self._counts[subject] = _Count(window)
         count.unsent += 1
         seen = count.shared + count.unsent
         if seen >= self.exact_from or now - count.synced_at >= SYNC_SECONDS:
-            seen = await self._add(key_id, count, now)
+            seen = await self._add(subject, count, now)
         if seen > self.limit:
             retry_after = max(1, int((window + 1) * self.window - now) + 1)
+            whom = "this key" if isinstance(subject, uuid.UUID) else subject.partition(":")[0]
             raise RateLimited(
-                f"more than {self.limit} requests in {self.window} s for this key",
+                f"more than {self.limit} requests in {self.window} s for {whom}",
                 {"limit": self.limit, "window_seconds": self.window, "retry_after": retry_after},
             )
 
-    async def _add(self, key_id: uuid.UUID, count: _Count, now: float) -> int:
+    async def _add(self, subject: uuid.UUID | str, count: _Count, now: float) -> int:
         """Add this process's unsent requests to the shared count; return the shared count."""
-        name = f"scenecap:rate:{key_id}:{count.window}"
+        name = f"scenecap:{self.name}:{subject}:{count.window}"
         added, count.unsent, count.synced_at = count.unsent, 0, now
         try:
             count.shared = await self.client.incrby(name, added)

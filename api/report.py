@@ -1,14 +1,15 @@
-"""The job report: one self-contained HTML page (thumbnails inline) a person can read.
+"""The job report: one HTML page a person can read, its pictures loaded lazily from the
+thumbnail route.
 
 Rendered on the server from the job row and its stored frames; while the job runs, the page
-follows its progress over the job's event stream and reloads itself when the job ends.
+follows its progress over the job's event stream and reloads itself when the job ends. The
+page's own requests (its stream, its pictures) carry a view token, as a browser's image and
+EventSource requests cannot send the API key.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import uuid
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -17,9 +18,7 @@ from api.report_assets import FIND, LIVE, STYLE
 from api.schemas import JobOut
 from db.models import JobFrame, JobSegment
 from scenecap.core.enums import JobStatus
-from scenecap.core.errors import StoredObjectMissing
 from scenecap.core.media import TRANSCRIPT
-from scenecap.store import MediaStore, paths
 
 
 @dataclass(frozen=True)
@@ -31,35 +30,25 @@ class ReportFrame:
     caption: str
     metadata: dict[str, Any]
     scene: tuple[float, float] | None
-    thumbnail: bytes | None
 
     @classmethod
-    def of_segment(cls, row: JobSegment, thumbnail: bytes | None) -> ReportFrame:
+    def of_segment(cls, row: JobSegment) -> ReportFrame:
         return cls(
             row.index,
             row.start,
             row.caption or "",
             row.segment_metadata or {},
             (row.start, row.end),
-            thumbnail,
         )
 
     @classmethod
-    def of(cls, row: JobFrame, thumbnail: bytes | None) -> ReportFrame:
+    def of(cls, row: JobFrame) -> ReportFrame:
         scene = (
             (row.scene_start, row.scene_end)
             if row.scene_start is not None and row.scene_end is not None
             else None
         )
-        return cls(row.index, row.timestamp, row.caption, row.frame_metadata, scene, thumbnail)
-
-
-def thumbnail_of(store: MediaStore, job_id: uuid.UUID, index: int) -> bytes | None:
-    """A frame's thumbnail from the store (None if it is gone: the page shows the caption)."""
-    try:
-        return store.get(paths.thumbnail(job_id, index))
-    except StoredObjectMissing:
-        return None
+        return cls(row.index, row.timestamp, row.caption, row.frame_metadata, scene)
 
 
 def clock(seconds: float) -> str:
@@ -67,8 +56,10 @@ def clock(seconds: float) -> str:
     return f"{int(minutes)}:{rest:06.3f}"
 
 
-def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None) -> str:
-    """The whole page; `events_url` (with its token) when the job is still running."""
+def render_report(job: JobOut, frames: list[ReportFrame], token: str) -> str:
+    """The whole page; its stream (while the job runs) and its pictures carry `token`."""
+    base = f"/v2/media/categories/{job.job_id}"
+    pictures = f"{base}/thumbnails/{{index}}.jpg?token={token}"
     running = job.status in (JobStatus.PENDING, JobStatus.PROCESSING)
     duration = float((job.media or {}).get("duration") or 0.0) or max(
         (f.timestamp for f in frames), default=0.0
@@ -87,9 +78,10 @@ def render_report(job: JobOut, frames: list[ReportFrame], events_url: str | None
         _speech_timeline(job, duration),
         _summary(job),
         _transcript(job),
-        _frames(frames, "Segments" if job.segment_seconds else "Frames"),
+        _frames(frames, "Segments" if job.segment_seconds else "Frames", pictures),
     ]
-    if running and events_url is not None:
+    if running:
+        events_url = f"{base}/events?token={token}"
         parts.append(f"<script>{LIVE % _js_string(events_url)}</script>")
     if job.results:
         parts.append(f"<script>{FIND}</script>")
@@ -242,14 +234,13 @@ def _summary(job: JobOut) -> str:
     return f"<section id='summary'>{''.join(blocks)}</section>"
 
 
-def _frames(frames: list[ReportFrame], heading: str) -> str:
+def _frames(frames: list[ReportFrame], heading: str, pictures: str) -> str:
     cards = []
     for frame in frames:
+        # A picture the store no longer has hides itself: the caption is still there.
         image = (
-            f"<img alt='frame at {clock(frame.timestamp)}' loading='eager' "
-            f"src='data:image/jpeg;base64,{base64.b64encode(frame.thumbnail).decode()}'>"
-            if frame.thumbnail
-            else ""
+            f"<img alt='frame at {clock(frame.timestamp)}' loading='lazy' "
+            f"src='{escape(pictures.format(index=frame.index))}' onerror='this.remove()'>"
         )
         if frame.scene is None:
             scene = ""

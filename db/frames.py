@@ -7,10 +7,11 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, literal, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import JobFrame, JobStageTiming
+from db.models import Job, JobFrame, JobStageTiming
 from db.session import dialect_insert
 from scenecap.core.enums import JobStage
 
@@ -20,10 +21,16 @@ def stored_frames(session: Session, job_id: uuid.UUID) -> list[JobFrame]:
     return list(session.scalars(query))
 
 
-def save_frame(session: Session, job_id: uuid.UUID, **fields: Any) -> None:
-    """Insert a captioned frame; a frame stored already (a racing retry) is kept as it was."""
+def save_frame(session: Session, job_id: uuid.UUID, **fields: Any) -> bool:
+    """Insert a captioned frame; a frame stored already (a racing retry) is kept as it was.
+    False if the job is gone (purged while its worker still ran)."""
     statement = dialect_insert(session)(JobFrame).values(job_id=job_id, **fields)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["job_id", "index"]))
+    try:
+        with session.begin_nested():  # only this insert is undone if the job is gone
+            session.execute(statement.on_conflict_do_nothing(index_elements=["job_id", "index"]))
+    except IntegrityError:
+        return False
+    return True
 
 
 def record_stage_time(
@@ -31,8 +38,12 @@ def record_stage_time(
 ) -> None:
     """Store how long the job spent in a stage: a retried job's last attempt wins, unless
     `add` (a segment-mode job's tasks each add their own time)."""
-    statement = dialect_insert(session)(JobStageTiming).values(
-        job_id=job_id, stage=stage, seconds=seconds
+    # Only while the job exists: a worker may still be timing a job purged meanwhile.
+    values = select(literal(job_id, Job.id.type), literal(stage), literal(seconds)).where(
+        exists().where(Job.id == job_id)
+    )
+    statement = dialect_insert(session)(JobStageTiming).from_select(
+        ["job_id", "stage", "seconds"], values
     )
     total = JobStageTiming.seconds + statement.excluded.seconds if add else None
     session.execute(

@@ -11,7 +11,8 @@ from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, upd
 from sqlalchemy.orm import Session, undefer
 
 from db import search, webhooks
-from db.models import Job
+from db.models import Job, PurgedJob
+from db.session import rowcount
 from scenecap.core.enums import JobKind, JobStage, JobStatus, utcnow
 
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
@@ -45,6 +46,21 @@ def get_owned_job(
         .options(undefer(Job.results))
         .where(Job.id == job_id, Job.api_key_id == api_key_id, Job.kind == kind)
     )
+
+
+def exists(session: Session, job_id: uuid.UUID) -> bool:
+    """Whether the job is still there (not purged)."""
+    return session.scalar(select(Job.id).where(Job.id == job_id)) is not None
+
+
+def is_owned(session: Session, job_id: uuid.UUID, api_key_id: uuid.UUID) -> bool:
+    """Whether the key has a media job of this id (nothing of the job is loaded)."""
+    found = session.scalar(
+        select(Job.id).where(
+            Job.id == job_id, Job.api_key_id == api_key_id, Job.kind == JobKind.CATEGORIES
+        )
+    )
+    return found is not None
 
 
 def get_job(
@@ -87,7 +103,7 @@ def cancel_job(session: Session, job_id: uuid.UUID) -> bool:
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
         .values(status=JobStatus.CANCELLED, updated_at=now, completed_at=now, lease_expires_at=None)
     )
-    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+    return _ended(session, job_id, rowcount(result))
 
 
 def claim_job(
@@ -116,7 +132,7 @@ def claim_job(
             updated_at=now,
         )
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         return None
     session.expire_all()
     return get_job(session, job_id, with_media=True)
@@ -154,7 +170,7 @@ def record_progress(
     result = session.execute(
         update(Job).where(Job.id == job_id, Job.status == JobStatus.PROCESSING).values(values)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def hand_over(session: Session, job_id: uuid.UUID) -> None:
@@ -186,7 +202,7 @@ def complete_job(
             lease_expires_at=None,
         )
     )
-    ended = _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+    ended = _ended(session, job_id, rowcount(result))
     if ended:  # searchable from the moment it is COMPLETED
         search.index_job(session, job_id, results)
     return ended
@@ -207,7 +223,7 @@ def fail_job(session: Session, job_id: uuid.UUID, *, code: str, message: str) ->
             lease_expires_at=None,
         )
     )
-    return _ended(session, job_id, result.rowcount)  # type: ignore[attr-defined]
+    return _ended(session, job_id, rowcount(result))
 
 
 def _ended(session: Session, job_id: uuid.UUID, rowcount: int) -> bool:
@@ -250,7 +266,7 @@ def requeue_job(session: Session, job_id: uuid.UUID, lease_seconds: int) -> bool
             updated_at=utcnow(),
         )
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def count_active_for_key(session: Session, api_key_id: uuid.UUID) -> int:
@@ -272,8 +288,21 @@ def cancel_active_jobs(session: Session, api_key_id: uuid.UUID) -> int:
 
 
 def purge_job(session: Session, job_id: uuid.UUID) -> None:
-    """Delete a job row; its frames, timings and webhook log go with it (ON DELETE CASCADE)."""
+    """Delete a job row (its frames, segments, passages, timings and webhook log go with it:
+    ON DELETE CASCADE) and leave its tombstone, so what a late worker still writes under it
+    is deleted too."""
     session.execute(delete(Job).where(Job.id == job_id))
+    session.add(PurgedJob(job_id=job_id))
+
+
+def purged_jobs(session: Session, limit: int = 500) -> list[PurgedJob]:
+    """The tombstones of purged jobs, oldest first."""
+    return list(session.scalars(select(PurgedJob).order_by(PurgedJob.purged_at).limit(limit)))
+
+
+def bury(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Forget tombstones whose jobs can have no late writer left."""
+    session.execute(delete(PurgedJob).where(PurgedJob.job_id.in_(job_ids)))
 
 
 def clear_media_data(session: Session, job_id: uuid.UUID) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -13,12 +14,22 @@ from sqlalchemy import ScalarSelect, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey
+from db.session import rowcount
 from scenecap.core.enums import as_utc, utcnow
 
 KEY_PREFIX = "sc_"
 # Writing last_used_at on every request would turn each read into a write; a minute is
 # precise enough for "is this key still in use?".
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+# What create_key makes: the prefix and 43 characters of URL-safe base64 (32 random bytes).
+_WELL_FORMED = re.compile(r"sc_[A-Za-z0-9_-]{43}")
+
+
+def well_formed(plaintext: str) -> bool:
+    """Whether this could be a key at all (anything else is refused without a lookup)."""
+    return _WELL_FORMED.fullmatch(plaintext) is not None
 
 
 def hash_key(plaintext: str) -> str:
@@ -114,4 +125,4 @@ def revoke_key(session: Session, key_id: uuid.UUID) -> bool:
         .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1

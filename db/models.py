@@ -1,9 +1,10 @@
-"""SQLAlchemy 2 typed models: API keys, jobs and their frames."""
+"""SQLAlchemy 2 typed models: API keys and what they spent, jobs with their frames,
+segments, work items, passages and webhook events, uploads."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Computed,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -118,6 +120,9 @@ class Job(Base):
     # flight may still cost (their estimates), kept on the row that every task locks.
     tokens_spent: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_held: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the key's daily quota holds for the job while it is active (docs/api.md, "Cost
+    # controls"): its plan's estimate, which also caps what it may spend.
+    tokens_reserved: Mapped[int | None] = mapped_column(BigInteger)
     media_sha256: Mapped[str | None] = mapped_column(String(64))
     reuse_key: Mapped[str | None] = mapped_column(String(64))
 
@@ -250,7 +255,8 @@ class Passage(Base):
     __tablename__ = "passages"
     __table_args__ = (
         Index("ix_passages_job_start", "job_id", "start"),
-        Index("ix_passages_tsv", "tsv", postgresql_using="gin"),
+        # PostgreSQL (btree_gin): a key's words, so a search never reads another key's rows.
+        Index("ix_passages_key_tsv", "api_key_id", "tsv", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -266,6 +272,35 @@ class Passage(Base):
     tsv: Mapped[Any] = deferred(
         mapped_column(TSVECTOR, Computed("to_tsvector('english', text)", persisted=True))
     )
+
+
+class KeySpend(Base):
+    """The spend ledger: what a key's model calls cost on one UTC day, added in the
+    transaction that stores each call's result. Quotas and GET /v2/usage read it; nothing a
+    job becomes (failed, cancelled, purged) takes anything from it."""
+
+    __tablename__ = "key_spend"
+
+    api_key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    frames: Mapped[int] = mapped_column(BigInteger, default=0)
+    segments: Mapped[int] = mapped_column(BigInteger, default=0)
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class PurgedJob(Base):
+    """A purged job's tombstone: whatever a late worker still writes under it is deleted
+    (by the worker, or by beat once the job's lease has surely lapsed)."""
+
+    __tablename__ = "purged_jobs"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class JobStageTiming(Base):

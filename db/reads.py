@@ -22,7 +22,7 @@ from sqlalchemy import Engine, Select, make_url
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.compiler import Compiled
 
-from db.session import make_engine
+from db.session import make_engine, server_options
 from scenecap.core.errors import DatabaseUnavailable, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ class Reads(ABC):
     dialect: str
 
     @staticmethod
-    def of(database_url: str, max_connections: int) -> Reads:
+    def of(
+        database_url: str, max_connections: int, statement_timeout: float | None = None
+    ) -> Reads:
         if database_url.startswith("postgresql"):
-            return PostgresReads(database_url, max_connections)
+            return PostgresReads(database_url, max_connections, statement_timeout)
         return ThreadedReads(make_engine(database_url, autocommit=True))
 
     async def open(self) -> None:
@@ -57,13 +59,16 @@ class PostgresReads(Reads):
 
     dialect = "postgresql"
 
-    def __init__(self, database_url: str, max_connections: int) -> None:
+    def __init__(
+        self, database_url: str, max_connections: int, statement_timeout: float | None = None
+    ) -> None:
         self.conninfo = make_url(database_url).set(drivername="postgresql")
+        options = {"autocommit": True, "connect_timeout": 5, **server_options(statement_timeout)}
         self.pool = AsyncConnectionPool(
             self.conninfo.render_as_string(hide_password=False),
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "connect_timeout": 5},
+            kwargs=options,
             timeout=10,
             open=False,
         )

@@ -21,6 +21,11 @@ def set_reuse_key(session: Session, job_id: uuid.UUID, sha256: str, reuse_key: s
     )
 
 
+def forget(session: Session, job_id: uuid.UUID) -> None:
+    """Never offer this job's captions for reuse (its plan was cut short)."""
+    session.execute(update(Job).where(Job.id == job_id).values(reuse_key=None))
+
+
 def reusable_job(
     session: Session, api_key_id: uuid.UUID, reuse_key: str, *, besides: uuid.UUID
 ) -> Job | None:

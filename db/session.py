@@ -36,6 +36,7 @@ def make_engine(
     max_connections: int = 15,
     pre_ping: bool = True,
     autocommit: bool = False,
+    statement_timeout: float | None = None,
 ) -> Engine:
     """Create an engine suited to the URL (SQLite for dev, PostgreSQL in production).
 
@@ -44,7 +45,8 @@ def make_engine(
     load. `pre_ping` tests each connection as it leaves the pool (a round trip); without it,
     a connection broken by an outage fails one statement, and that failure discards every
     pooled connection. An `autocommit` engine serves reads that need no transaction: each
-    statement is one round trip, with no BEGIN before it and no ROLLBACK after.
+    statement is one round trip, with no BEGIN before it and no ROLLBACK after. With
+    `statement_timeout` (seconds; PostgreSQL) a statement running longer is cancelled.
     """
     isolation = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     if database_url.startswith("sqlite"):
@@ -58,9 +60,16 @@ def make_engine(
         pool_pre_ping=pre_ping,
         pool_size=max_connections,
         max_overflow=0,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, **server_options(statement_timeout)},
         **isolation,
     )
+
+
+def server_options(statement_timeout: float | None) -> dict[str, str]:
+    """PostgreSQL connection options: the statement timeout, if any."""
+    if statement_timeout is None:
+        return {}
+    return {"options": f"-c statement_timeout={round(statement_timeout * 1000)}"}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -103,6 +112,12 @@ def _send_outbox(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_outbox(session: Session) -> None:
     session.info.pop(_OUTBOX, None)
+
+
+def rowcount(result: Any) -> int:
+    """How many rows an UPDATE or DELETE changed (SQLAlchemy types its result as a plain
+    Result, which hides the attribute every DML result has)."""
+    return int(result.rowcount)
 
 
 def ping(engine: Engine) -> None:

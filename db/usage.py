@@ -1,6 +1,7 @@
-"""What the keys' jobs used (docs/api.md, "Usage"): per key and UTC day, by status, summed
-from each job's `usage` and media duration. Read by GET /v2/usage, /metrics, and the daily
-token quota."""
+"""What the keys used (docs/api.md, "Usage"), per UTC day: the spend ledger's figures (tokens,
+frames, segments, audio: what the model calls cost, on the day they were made) beside the
+jobs created that day, by status, with the media they analysed and what they reused. Read by
+GET /v2/usage and /metrics."""
 
 from __future__ import annotations
 
@@ -11,28 +12,23 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from db import spend
 from db.models import ApiKey, Job
 from scenecap.core.enums import utcnow
 
-# The figures summed from each job's usage, and the media's length.
-FIGURES = (
-    "frames",
-    "segments",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "audio_seconds",
-    "reused_frames",
-    "reused_segments",
-)
+# From the ledger, and from the jobs (what they reused, and the length of their media).
+SPENT = (*spend.FIGURES, "audio_seconds")
+JOB_FIGURES = ("reused_frames", "reused_segments", "media_seconds")
+FIGURES = (*SPENT, *JOB_FIGURES)
 
 
-def _sums() -> list[ColumnElement[Any]]:
-    used = [
-        func.coalesce(func.sum(Job.usage[name].as_float()), 0.0).label(name) for name in FIGURES
+def _job_sums() -> list[ColumnElement[Any]]:
+    reused = [
+        func.coalesce(func.sum(Job.usage[name].as_float()), 0.0).label(name)
+        for name in ("reused_frames", "reused_segments")
     ]
     media = func.coalesce(func.sum(Job.media_info["duration"].as_float()), 0.0)
-    return [*used, media.label("media_seconds")]
+    return [*reused, media.label("media_seconds")]
 
 
 def _day(session: Session) -> ColumnElement[Any]:
@@ -43,38 +39,53 @@ def _day(session: Session) -> ColumnElement[Any]:
 
 def by_day(
     session: Session, api_key_id: uuid.UUID, first: date, last: date
-) -> list[dict[str, Any]]:
-    """One row per (UTC day, status) with jobs created that day: its figures and `jobs`."""
+) -> dict[str, dict[str, Any]]:
+    """Each UTC day from `first` to `last` with spend or jobs: its figures, and `jobs`, the
+    jobs created that day by status."""
     day = _day(session).label("day")
     start = datetime(first.year, first.month, first.day, tzinfo=utcnow().tzinfo)
-    end = start + timedelta(days=(last - first).days + 1)
+    # The day after `last` ends the range; there is none after date.max.
+    end = start + timedelta(days=(min(last, date.max - timedelta(days=1)) - first).days + 1)
+    days: dict[str, dict[str, Any]] = {}
+
+    def of(name: str) -> dict[str, Any]:
+        return days.setdefault(name, {"jobs": {}, **dict.fromkeys(FIGURES, 0.0)})
+
     rows = session.execute(
-        select(day, Job.status, func.count().label("jobs"), *_sums())
+        select(day, Job.status, func.count().label("jobs"), *_job_sums())
         .where(Job.api_key_id == api_key_id, Job.created_at >= start, Job.created_at < end)
         .group_by(day, Job.status)
-        .order_by(day)
     ).mappings()
-    return [{**row, "day": str(row["day"])} for row in rows]
+    for row in rows:
+        figures = of(str(row["day"]))
+        figures["jobs"][row["status"]] = int(row["jobs"])
+        for name in JOB_FIGURES:
+            figures[name] += float(row[name])
+    for ledger in spend.by_day(session, api_key_id, first, last):
+        figures = of(ledger.day.isoformat())
+        for name in SPENT:
+            figures[name] += float(getattr(ledger, name))
+    return dict(sorted(days.items()))
 
 
 def by_key(session: Session) -> list[dict[str, Any]]:
-    """Every key's figures over all its jobs, by key name (for /metrics)."""
+    """Every key's figures over all its days and jobs, by key name (for /metrics)."""
     rows = session.execute(
-        select(ApiKey.name.label("key"), func.count(Job.id).label("jobs"), *_sums())
-        .join(Job, Job.api_key_id == ApiKey.id)
-        .group_by(ApiKey.name)
-        .order_by(ApiKey.name)
+        select(ApiKey.id, ApiKey.name, func.count(Job.id).label("jobs"), *_job_sums())
+        .outerjoin(Job, Job.api_key_id == ApiKey.id)
+        .group_by(ApiKey.id, ApiKey.name)
     ).mappings()
-    return [dict(row) for row in rows]
-
-
-def tokens_today(session: Session, api_key_id: uuid.UUID) -> int:
-    """Tokens the key's jobs created since midnight UTC have reported."""
-    now = utcnow()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = session.scalar(
-        select(func.coalesce(func.sum(Job.usage["total_tokens"].as_float()), 0.0)).where(
-            Job.api_key_id == api_key_id, Job.created_at >= midnight
-        )
-    )
-    return int(spent or 0)
+    spent = spend.by_key(session)
+    keyed: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        ledger = spent.get(row["id"], {})
+        if not row["jobs"] and not ledger:
+            continue
+        empty = {"key": row["name"], "jobs": 0, **dict.fromkeys(FIGURES, 0.0)}
+        figures = keyed.setdefault(row["name"], empty)
+        figures["jobs"] += int(row["jobs"])
+        for name in JOB_FIGURES:
+            figures[name] += float(row[name])
+        for name in SPENT:
+            figures[name] += float(ledger.get(name) or 0)
+    return [keyed[name] for name in sorted(keyed)]

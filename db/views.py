@@ -52,6 +52,12 @@ async def job_row(reads: Reads, job_id: uuid.UUID, api_key_id: uuid.UUID) -> Row
     return rows[0] if rows else None
 
 
+async def job_state(reads: Reads, job_id: uuid.UUID) -> Row | None:
+    """A job's status, stage and percent (what its event streams follow), or None."""
+    rows = await reads.rows(_state_statement(), {"job_id": job_id})
+    return rows[0] if rows else None
+
+
 async def job_rows(
     reads: Reads,
     api_key_id: uuid.UUID,
@@ -88,6 +94,13 @@ def _job_statement(dialect: str) -> Select[Any]:
         JOBS.id == bindparam("job_id", type_=JOBS.id.type),
         JOBS.api_key_id == bindparam("key_id", type_=JOBS.id.type),
         JOBS.kind == JobKind.CATEGORIES.value,
+    )
+
+
+@cache
+def _state_statement() -> Select[Any]:
+    return select(JOBS.status, JOBS.stage, JOBS.percent_complete).where(
+        JOBS.id == bindparam("job_id", type_=JOBS.id.type)
     )
 
 

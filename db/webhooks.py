@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from db.models import Job, WebhookAttempt, WebhookEvent
-from db.session import enqueue
+from db.session import enqueue, rowcount
 from scenecap.core.enums import JobStatus, WebhookStatus, utcnow
 from scenecap.core.tasks import DELIVER_WEBHOOK
 
@@ -78,7 +78,7 @@ def claim_event(session: Session, event_id: uuid.UUID, lock_seconds: float) -> W
         )
         .values(locked_until=now + timedelta(seconds=lock_seconds))
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         return None
     return session.get(WebhookEvent, event_id, populate_existing=True)
 

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Job, JobSegment, WorkItem
-from db.session import enqueue
+from db.session import enqueue, rowcount
 from scenecap.core.enums import JobStatus, utcnow
 from scenecap.core.tasks import RUN_WORK_ITEM
 
@@ -94,7 +94,7 @@ def claim_item(
             updated_at=now,
         )
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(result) != 1:
         return None
     return session.scalar(
         select(WorkItem)
@@ -121,7 +121,7 @@ def finish_item(
         .where(WorkItem.job_id == job_id, WorkItem.index == index, WorkItem.status != DONE)
         .values(status=DONE, result=result, lease_expires_at=None, updated_at=utcnow())
     )
-    return outcome.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(outcome) == 1
 
 
 def release_item(session: Session, job_id: uuid.UUID, index: int, worker_id: str) -> None:
@@ -156,8 +156,11 @@ def lapsed_items(session: Session, limit: int = 500) -> list[WorkItem]:
     )
 
 
-def requeue_item(session: Session, item: WorkItem, grace_seconds: int) -> None:
-    """Queue a lapsed item again (for when this transaction commits)."""
+def requeue_item(
+    session: Session, item: WorkItem, grace_seconds: int, countdown: float = 0.0
+) -> None:
+    """Queue an item again (for when this transaction commits, after `countdown` seconds):
+    a lapsed one, or one put back after a passing outage."""
     now = utcnow()
     session.execute(
         update(WorkItem)
@@ -168,7 +171,7 @@ def requeue_item(session: Session, item: WorkItem, grace_seconds: int) -> None:
             updated_at=now,
         )
     )
-    enqueue(session, RUN_WORK_ITEM, str(item.job_id), item.index)
+    enqueue(session, RUN_WORK_ITEM, str(item.job_id), item.index, countdown=countdown)
 
 
 def results_of(session: Session, job_id: uuid.UUID, kind: ItemKind) -> list[bytes]:
@@ -237,7 +240,7 @@ def store_segment(session: Session, job_id: uuid.UUID, index: int, **fields: Any
         )
         .values(captioned_at=utcnow(), **fields)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 # The details of a segment left out because the job's budget would not cover it.
@@ -261,26 +264,43 @@ def captioned_segments(session: Session, job_id: uuid.UUID) -> list[JobSegment]:
     ]
 
 
+def token_cap() -> ColumnElement[Any]:
+    """The most a job may spend: its max_total_tokens, or what the key's quota reserved for
+    it, whichever is less (NULL: no cap)."""
+    asked, reserved = Job.max_total_tokens, Job.tokens_reserved
+    return case(
+        (asked.is_(None), reserved),
+        (reserved.is_(None), asked),
+        (asked < reserved, asked),
+        else_=reserved,
+    )
+
+
 def hold_tokens(session: Session, job_id: uuid.UUID, estimate: int, reserve: int) -> bool:
-    """Hold `estimate` tokens of the job's max_total_tokens for a request about to be sent,
-    keeping `reserve` back (the summary's); False if that would pass the cap."""
+    """Hold `estimate` tokens of the job's cap for a request about to be sent, keeping
+    `reserve` back (the summary's); False if that would pass the cap."""
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
-            Job.tokens_spent + Job.tokens_held + estimate + reserve <= Job.max_total_tokens,
+            or_(
+                token_cap().is_(None),
+                Job.tokens_spent + Job.tokens_held + estimate + reserve <= token_cap(),
+            ),
         )
         .values(tokens_held=Job.tokens_held + estimate)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def tokens_fit(session: Session, job_id: uuid.UUID, tokens: int) -> bool:
-    """Whether `tokens` more fit the job's max_total_tokens beside what is spent and held."""
-    job = session.get(Job, job_id)
-    if job is None or job.max_total_tokens is None:
+    """Whether `tokens` more fit the job's cap beside what is spent and held."""
+    row = session.execute(
+        select(Job.tokens_spent + Job.tokens_held, token_cap()).where(Job.id == job_id)
+    ).one_or_none()
+    if row is None or row[1] is None:
         return True
-    return job.tokens_spent + job.tokens_held + tokens <= job.max_total_tokens
+    return int(row[0]) + tokens <= int(row[1])
 
 
 def settle_tokens(session: Session, job_id: uuid.UUID, estimate: int, reported: int) -> None:
@@ -300,4 +320,4 @@ def lower_image_cap(session: Session, job_id: uuid.UUID, limit: int) -> bool:
         .where(Job.id == job_id, or_(Job.image_cap.is_(None), Job.image_cap > limit))
         .values(image_cap=limit)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1

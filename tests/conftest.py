@@ -24,6 +24,7 @@ import pytest
 import redis
 import uvicorn
 import yaml
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -222,6 +223,7 @@ def settings(
         vision_backend="openai",
         vlm_base_url=fake_vlm_server.base_url,
         vlm_model="fake-vlm",
+        vlm_models="another-model",
         vlm_max_concurrency=4,
         vlm_max_retries=2,
         asr_backend="openai",
@@ -250,6 +252,7 @@ def settings(
         max_input_pixels=1920 * 1088,
         # The worker logs JSON, as it would for a log shipper; test_logging reads it.
         log_format="json",
+        secret_key=SecretStr("test-secret-key-" + "x" * 32),
     )
 
 
@@ -259,6 +262,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         env[f"SCENECAP_{name.upper()}"] = (
             str(value).lower() if isinstance(value, bool) else str(value)
         )

@@ -3,6 +3,7 @@ cannot run here; the suite's own worker and scheduler are started with compose's
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -109,7 +110,7 @@ def test_flower_is_an_optional_profile_on_the_same_broker() -> None:
     services = compose()["services"]
     flower = services["flower"]
     assert flower["profiles"] == ["monitoring"]
-    assert flower["command"][:4] == ["celery", "-A", "worker.celery_app", "flower"]
+    assert "exec celery -A worker.celery_app flower" in flower_script()
     assert (
         flower["environment"]["SCENECAP_BROKER_URL"]
         == (services["worker"]["environment"]["SCENECAP_BROKER_URL"])
@@ -120,32 +121,59 @@ def test_flower_is_an_optional_profile_on_the_same_broker() -> None:
     ]
     assert any(dep.startswith("flower") for dep in extras["monitoring"])
     assert '".[monitoring]"' in (ROOT / "Dockerfile").read_text()
+    # Its API can shut workers down: published on this machine's loopback only.
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
 
-FLOWER = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "flower"]
+def flower_script(port: int = 5555) -> str:
+    """The flower service's shell command as the container's shell gets it ($$ is $)."""
+    command = compose()["services"]["flower"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    return str(command[2]).replace("$$", "$").replace("--port=5555", f"--port={port}")
 
 
-def test_flower_starts_on_our_celery_app_and_answers(settings: Settings) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    flower = subprocess.Popen(
-        [*FLOWER, f"--port={port}", "--address=127.0.0.1"],
-        env=settings_env(settings),
+def run_flower(settings: Settings, port: int, **env: str) -> subprocess.Popen[bytes]:
+    """The compose service's command, with this venv's `celery` first on the PATH."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return subprocess.Popen(
+        ["sh", "-c", flower_script(port) + " --address=127.0.0.1"],
+        env={**settings_env(settings), "PATH": path, "FLOWER_USER": "admin", **env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
+
+
+def test_flower_refuses_to_start_without_a_password(settings: Settings) -> None:
+    flower = run_flower(settings, free_port(), FLOWER_PASSWORD="")
+    _out, err = flower.communicate(timeout=30)
+    assert flower.returncode != 0 and b"set FLOWER_PASSWORD" in err
+
+
+def test_flower_starts_on_our_celery_app_behind_its_password(settings: Settings) -> None:
+    port = free_port()
+    flower = run_flower(settings, port, FLOWER_PASSWORD="flower-test-password")
     try:
 
         def healthy() -> bool:
             assert flower.poll() is None, "flower exited"
             try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthcheck").text == "OK"
+                return httpx.get(f"http://127.0.0.1:{port}/healthcheck").status_code in (200, 401)
             except httpx.TransportError:
                 return False
 
         wait_for(healthy, timeout=60, interval=0.2, what="flower to answer")
+        assert httpx.get(f"http://127.0.0.1:{port}/api/workers").status_code == 401
+        allowed = httpx.get(
+            f"http://127.0.0.1:{port}/api/workers", auth=("admin", "flower-test-password")
+        )
+        assert allowed.status_code == 200
     finally:
         flower.terminate()
-        flower.wait(timeout=30)
+        flower.communicate(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -8,6 +8,8 @@ import time
 import uuid
 
 from db import frames as frame_repo
+from db import spend
+from db.spend import Spent
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled
 from scenecap.store import paths
@@ -23,6 +25,7 @@ from worker.vision.budget import image_tokens
 async def caption_frames(
     rt: Runtime,
     job_id: uuid.UUID,
+    key_id: uuid.UUID,
     request: CaptionRequest,
     extracted: list[ExtractedFrame],
     progress: ProgressReporter,
@@ -45,7 +48,8 @@ async def caption_frames(
 
     def store(frame: ExtractedFrame, answer: FrameCaption, seconds: float) -> bool:
         nonlocal finished
-        _store_frame(rt, job_id, frame, answer, seconds)
+        if not _store_frame(rt, job_id, key_id, frame, answer, seconds):
+            return False  # the job was purged meanwhile
         finished += 1
         return progress.update(JobStage.CAPTIONING, finished / total)
 
@@ -90,14 +94,20 @@ async def caption_frames(
 def _store_frame(
     rt: Runtime,
     job_id: uuid.UUID,
+    key_id: uuid.UUID,
     frame: ExtractedFrame,
     answer: FrameCaption,
     seconds: float,
-) -> None:
+) -> bool:
+    """Store a captioned frame, and what it cost in the key's ledger; False if the job was
+    purged meanwhile (its thumbnail is then deleted again: nothing of it may remain)."""
     # The thumbnail first: a frame row always has its thumbnail in the store.
-    rt.store.put(paths.thumbnail(job_id, frame.planned.index), frame.thumbnail)
+    thumbnail = paths.thumbnail(job_id, frame.planned.index)
+    rt.store.put(thumbnail, frame.thumbnail)
+    used = answer.usage
     with rt.session_factory.begin() as session:
-        frame_repo.save_frame(
+        spend.record(session, key_id, Spent(used.prompt_tokens, used.completion_tokens, frames=1))
+        stored = frame_repo.save_frame(
             session,
             job_id,
             index=frame.planned.index,
@@ -114,3 +124,6 @@ def _store_frame(
             vision_seconds=seconds,
             vision_retries=answer.retries,
         )
+    if not stored:
+        rt.store.delete_prefix(thumbnail)
+    return stored

@@ -14,7 +14,7 @@ from db.work import ItemKind
 from scenecap.core.errors import WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.store import MediaStore, paths
-from worker.outcome import fail, settle
+from worker.outcome import Attempt, fail, run_guarded
 from worker.pipeline.fetch import stored_media
 from worker.pipeline.probe import MEDIA_INFO, MediaInfo
 from worker.progress import ProgressReporter
@@ -51,7 +51,12 @@ def run_work_item(job_id: uuid.UUID, index: int, rt: Runtime) -> None:
             listener=rt.progress_listener,
             item=index,
         )
-        settle(rt, job_id, lambda: _run(spec, item, media_info, rt, progress))
+        run_guarded(
+            rt,
+            job_id,
+            Attempt(item.attempts, claimed),
+            lambda: _run(spec, item, media_info, rt, progress),
+        )
         with rt.session_factory.begin() as session:  # unless it was finished
             work.release_item(session, job_id, index, rt.worker_id)
 

@@ -1,26 +1,84 @@
-"""How a job's work ends: completed with its results, or failed with a code."""
+"""How a job's work ends: completed with its results, failed with a code, or put back for a
+later attempt when what failed was a service that is briefly away (the store, a model, the
+database), with backoff, counted against JOB_MAX_ATTEMPTS."""
 
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from db import jobs
-from scenecap.core.errors import JobCancelled, ScenecapError
+from sqlalchemy.exc import OperationalError
+
+from db import jobs, spend, work
+from db.models import WorkItem
+from db.session import enqueue
+from db.spend import Spent
+from scenecap.core.errors import (
+    DatabaseUnavailable,
+    JobCancelled,
+    ScenecapError,
+    SpeechBackendUnavailable,
+    StoreUnavailable,
+    VisionBackendUnavailable,
+)
+from scenecap.core.tasks import PROCESS_JOB
+from scenecap.store import paths
 from worker.runtime import Runtime
+from worker.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
 
-def settle(rt: Runtime, job_id: uuid.UUID, work: Callable[[], None]) -> None:
-    """Run a job's work (all of it, or one work item); a failure ends the job FAILED with its
-    code (a cancellation was recorded by whoever cancelled)."""
+# Failures of a service, not of the job: worth another attempt later.
+PASSING = (
+    StoreUnavailable,
+    VisionBackendUnavailable,
+    SpeechBackendUnavailable,
+    DatabaseUnavailable,
+)
+BACKOFF_SECONDS = 5.0  # before the second attempt; doubled for each one after
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which attempt this is, of the job or of one of its work items."""
+
+    number: int
+    item: WorkItem | None = None
+
+
+def run_guarded(rt: Runtime, job_id: uuid.UUID, attempt: Attempt, task: Callable[[], None]) -> None:
+    """Run a job's work (all of it, or one work item). A passing outage puts it back for a
+    later attempt while it has attempts left; any other failure (or the last attempt's) ends
+    the job FAILED with its code; a cancellation was recorded by whoever cancelled."""
     try:
-        work()
+        task()
     except JobCancelled:
         log.info("job %s was cancelled; stopped at a checkpoint", job_id)
+        with rt.session_factory() as session:
+            purged = not jobs.exists(session, job_id)
+        if purged:  # whatever its work wrote after the purge goes too
+            rt.store.delete_prefix(paths.job(job_id))
+    except (*PASSING, OperationalError) as exc:
+        error = exc if isinstance(exc, ScenecapError) else DatabaseUnavailable(str(exc.orig))
+        if attempt.number >= rt.settings.job_max_attempts:
+            log.info("job %s failed: %s %s", job_id, error.code, error.message)
+            fail(rt, job_id, error.code, error.message)
+        else:
+            delay = retry_later(rt, job_id, attempt)
+            log.warning(
+                "job %s: %s (%s); attempt %d again in %.0f s",
+                job_id,
+                error.code,
+                error.message,
+                attempt.number + 1,
+                delay,
+            )
     except ScenecapError as exc:
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
         fail(rt, job_id, exc.code, exc.message)
@@ -30,12 +88,34 @@ def settle(rt: Runtime, job_id: uuid.UUID, work: Callable[[], None]) -> None:
 
 
 def complete(
-    rt: Runtime, job_id: uuid.UUID, results: dict[str, Any], usage: dict[str, Any]
+    rt: Runtime,
+    spec: JobSpec,
+    results: dict[str, Any],
+    usage: dict[str, Any],
+    unrecorded: Spent,
 ) -> None:
+    """Mark the job COMPLETED with its results; `unrecorded` (what its summary, its answer or
+    its speech cost) goes to the key's ledger whatever became of the job meanwhile."""
     with rt.session_factory.begin() as session:
-        if not jobs.complete_job(session, job_id, results=results, usage=usage):
-            raise JobCancelled("the job was cancelled")
-    log.info("job %s completed", job_id)
+        spend.record(session, spec.api_key_id, unrecorded)
+        completed = jobs.complete_job(session, spec.id, results=results, usage=usage)
+    if not completed:
+        raise JobCancelled("the job was cancelled")
+    log.info("job %s completed", spec.id)
+
+
+def retry_later(rt: Runtime, job_id: uuid.UUID, attempt: Attempt) -> float:
+    """Queue the job (or its work item) again after a backoff; returns the delay."""
+    delay = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (attempt.number - 1))
+    delay *= random.uniform(0.8, 1.2)
+    lease = rt.settings.job_lease_seconds + delay  # the reaper leaves it alone until then
+    with rt.session_factory.begin() as session:
+        if attempt.item is None:
+            if jobs.requeue_job(session, job_id, round(lease)):
+                enqueue(session, PROCESS_JOB, str(job_id), countdown=delay)
+        else:
+            work.requeue_item(session, attempt.item, round(lease), countdown=delay)
+    return delay
 
 
 def fail(rt: Runtime, job_id: uuid.UUID, code: str, message: str) -> None:

@@ -17,15 +17,16 @@ from typing import Any, TypeVar
 from db import frames as frame_repo
 from db import jobs
 from db.models import JobFrame
+from db.spend import Spent
 from scenecap.core.enums import JobKind, JobStage
 from scenecap.core.errors import BudgetTooSmall, WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
-from scenecap.core.tokens import frame_budget
+from scenecap.core.tokens import frame_budget, frames_cost, least_budget
 from worker.completion import answer_completion
 from worker.frame_captions import caption_frames
-from worker.outcome import complete, fail, settle
+from worker.outcome import Attempt, complete, fail, run_guarded
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import job_media
 from worker.pipeline.merge import build_results
@@ -40,7 +41,7 @@ from worker.segmented import start_segments
 from worker.spec import JobSpec, Media
 from worker.speech.job import BackgroundTranscript
 from worker.speech.transcribe import speech_lines
-from worker.spend import Spend
+from worker.spend import Spend, reserve_plan
 from worker.vision.base import (
     CaptionedFrame,
     Usage,
@@ -66,10 +67,10 @@ def _run_job(job_id: uuid.UUID, rt: Runtime) -> None:
     if attempts > rt.settings.job_max_attempts:
         fail(rt, job_id, WorkerLost.code, f"the job was interrupted {attempts - 1} times")
     else:
-        _process(spec, rt)
+        _process(spec, rt, Attempt(attempts))
 
 
-def _process(spec: JobSpec, rt: Runtime) -> None:
+def _process(spec: JobSpec, rt: Runtime, attempt: Attempt) -> None:
     progress = ProgressReporter(
         rt.session_factory,
         spec.id,
@@ -79,9 +80,11 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
     )
 
     def work() -> None:
+        unrecorded = Spent()  # what the job's stored frames or segments did not add already
         if spec.kind == JobKind.COMPLETION and spec.request is not None:
             results = answer_completion(spec.id, spec.request, rt, progress)
             usage = results["completion"]["usage"]
+            unrecorded = Spent(usage["prompt_tokens"], usage["completion_tokens"])
         elif spec.segment_seconds is not None:
             with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
                 path, sha256 = fetch(spec, rt, progress, Path(directory))
@@ -94,11 +97,11 @@ def _process(spec: JobSpec, rt: Runtime) -> None:
                 return  # the job's work items finish it
             results, usage = earlier
         else:
-            results, usage = analyse(spec, rt, progress)
+            results, usage, unrecorded = analyse(spec, rt, progress)
         progress.finish()
-        complete(rt, spec.id, results, usage)
+        complete(rt, spec, results, usage, unrecorded)
 
-    settle(rt, spec.id, work)
+    run_guarded(rt, spec.id, attempt, work)
 
 
 def fetch(
@@ -142,28 +145,32 @@ def probe(spec: JobSpec, rt: Runtime, progress: ProgressReporter, path: Path) ->
 
 def analyse(
     spec: JobSpec, rt: Runtime, progress: ProgressReporter
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the frame-mode pipeline for one job; return its results and usage."""
+) -> tuple[dict[str, Any], dict[str, Any], Spent]:
+    """Run the frame-mode pipeline for one job; return its results, its usage, and what its
+    summary and speech cost (its frames' cost is in the ledger already)."""
     settings = rt.settings
     request = spec.caption_request
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
         path, sha256 = fetch(spec, rt, progress, Path(directory))
         earlier = reused(spec, path, rt, sha256)
         if earlier is not None:
-            return earlier
+            return (*earlier, Spent())
         media = probe(spec, rt, progress, path)
         path, info = media.path, media.info
+        # An image has one frame and no summary (its caption is its description).
+        count = 1 if media.is_image else frame_count(spec.max_frames, settings.frame_budget)
+        heard, summary = spec.wants_transcript, not media.is_image
+        wanted = frames_cost(settings, count, heard=heard, summary=summary)
+        spec = reserve_plan(rt, spec, wanted, least_budget(settings, heard=heard, summary=summary))
         speech = BackgroundTranscript(spec, media, rt) if spec.wants_transcript else None
-        count = frame_count(spec.max_frames, settings.frame_budget)
+        cap = spec.token_cap
         budget = (
-            frame_budget(settings, spec.max_total_tokens, count, heard=spec.wants_transcript)
-            if spec.max_total_tokens is not None
+            frame_budget(settings, cap, count, heard=heard, summary=summary)
+            if cap is not None
             else None
         )
-        if spec.max_total_tokens is not None and budget is None:
-            raise BudgetTooSmall(
-                f"max_total_tokens {spec.max_total_tokens} does not fit one frame and the summary"
-            )
+        if cap is not None and budget is None:
+            raise BudgetTooSmall(f"max_total_tokens {cap} does not fit one frame and the summary")
         options = ExtractOptions.of(settings)
         if budget is not None:
             count, options = budget.frames, replace(options, max_pixels=budget.max_pixels)
@@ -185,15 +192,12 @@ def analyse(
             if speech is not None:
                 speech.close()
     progress.stage(JobStage.CAPTIONING, len(stored) / len(plan))
-    spend = (
-        Spend(spec.id, reserve=0 if media.is_image else budget.reserve)
-        if budget is not None
-        else None
-    )
+    spend = Spend(spec.id, reserve=budget.reserve) if budget is not None else None
     left_out = rt.run(
         caption_frames(
             rt,
             spec.id,
+            spec.api_key_id,
             request,
             extracted,
             progress,
@@ -234,10 +238,12 @@ def analyse(
     usage = _usage(rows, summary_usage, rt.backend.model_name(request))
     if partial:
         results["partial"] = True
+    unrecorded = Spent(summary_usage.prompt_tokens, summary_usage.completion_tokens)
     if transcript is not None:
         results["transcript"] = transcript.as_result()
         usage["audio_seconds"] = round(transcript.audio_seconds, 3)
-    return results, usage
+        unrecorded = replace(unrecorded, audio_seconds=usage["audio_seconds"])
+    return results, usage, unrecorded
 
 
 def plan_frames(

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from db import work
+from db import jobs, work
+from db import spend as spend_ledger
 from db.models import JobSegment
+from db.spend import Spent
 from db.work import ItemKind
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled, MediaUnreadable
@@ -82,7 +84,7 @@ def caption_batch(
             send([frame])
 
     spend, each = None, 0
-    if spec.max_total_tokens is not None:  # each request held against the job's cap
+    if spec.token_cap is not None:  # each request held against the job's cap
         with rt.session_factory() as session:
             _done, total = work.count_done(session, spec.id, "segments")
         each = segment_cost(settings, spec.metadata_types, count, pixels, heard=bool(transcript))
@@ -124,7 +126,7 @@ async def caption_segments(
                 return
             held = each if spend is not None else 0
             if spend is not None and not await asyncio.to_thread(spend.hold, rt, held):
-                if not await asyncio.to_thread(_store, rt, spec.id, segment, progress):
+                if not await asyncio.to_thread(_store, rt, spec, segment, progress):
                     stopped.append(JobCancelled("the job was cancelled"))
                 return
             started = time.perf_counter()
@@ -153,7 +155,7 @@ async def caption_segments(
                 reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
                 await asyncio.to_thread(spend.settle, rt, held, reported)
         running = await asyncio.to_thread(
-            _store, rt, spec.id, segment, progress, Answered(frames, answer, seconds)
+            _store, rt, spec, segment, progress, Answered(frames, answer, seconds)
         )
         if not running:
             stopped.append(JobCancelled("the job was cancelled"))
@@ -191,22 +193,27 @@ class Answered:
 
 def _store(
     rt: Runtime,
-    job_id: uuid.UUID,
+    spec: JobSpec,
     segment: JobSegment,
     progress: ProgressReporter,
     answered: Answered | None = None,
 ) -> bool:
-    """Store a captioned segment (its thumbnail first), or one skipped for the budget
-    (`answered` None); the last one stored queues the summary. Returns False if the job is no
-    longer running."""
+    """Store a captioned segment (its thumbnail first) and what it cost in the key's ledger,
+    or one skipped for the budget (`answered` None); the last one stored queues the summary.
+    Returns False if the job is no longer running."""
+    job_id = spec.id
+    thumbnail = paths.thumbnail(job_id, segment.index)
     if answered is not None:
         frames = answered.frames
-        rt.store.put(paths.thumbnail(job_id, segment.index), frames[len(frames) // 2].thumbnail)
+        rt.store.put(thumbnail, frames[len(frames) // 2].thumbnail)
     with rt.session_factory.begin() as session:
         if answered is None:
             fresh = work.skip_segment(session, job_id, segment.index)
         else:
             answer = answered.answer
+            used = answer.usage
+            cost = Spent(used.prompt_tokens, used.completion_tokens, len(frames), segments=1)
+            spend_ledger.record(session, spec.api_key_id, cost)
             fresh = work.store_segment(
                 session,
                 job_id,
@@ -221,14 +228,17 @@ def _store(
                 vision_seconds=answered.seconds,
                 vision_retries=answer.retries,
             )
-        if not fresh:
-            return True
-        done, total = work.count_done(session, job_id, "segments")
-        if done == total:
-            work.add_items(
-                session, job_id, [{"kind": ItemKind.SUMMARY}], rt.settings.job_lease_seconds
-            )
-    return progress.update(JobStage.CAPTIONING, done / total)
+        gone = not fresh and not jobs.exists(session, job_id)
+        if fresh:
+            done, total = work.count_done(session, job_id, "segments")
+            if done == total:
+                work.add_items(
+                    session, job_id, [{"kind": ItemKind.SUMMARY}], rt.settings.job_lease_seconds
+                )
+    if gone:  # purged meanwhile: nothing of the job may remain
+        rt.store.delete_prefix(thumbnail)
+        return False
+    return not fresh or progress.update(JobStage.CAPTIONING, done / total)
 
 
 def _lower_cap(rt: Runtime, job_id: uuid.UUID, limit: int) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from db import jobs, work
+from db.spend import Spent
 from db.work import ItemKind
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import BudgetTooSmall
@@ -38,11 +39,11 @@ from worker.pipeline.scenes import (
 from worker.pipeline.segments import SegmentPlan, plan_segments
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
-from worker.segment_budget import frames_that_fit, segments_within, summary_cost
+from worker.segment_budget import frames_that_fit, segment_cost, segments_within, summary_cost
 from worker.speech.asr import SpeechClient
 from worker.speech.transcribe import joined, speech_lines, transcribe_chunk
 from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans
-from worker.spend import Spend
+from worker.spend import Spend, reserved_spec
 from worker.vision.base import CaptionedSegment, Usage
 from worker.vision.local import chapters_by_labels
 
@@ -87,41 +88,73 @@ def start_segments(spec: JobSpec, info: MediaInfo, rt: Runtime, progress: Progre
             jobs.hand_over(session, spec.id)
         log.info("job %s: scenes and speech in %d chunks", spec.id, len(items))
         return
-    plan = _plan(spec, info.duration, settings)
     with rt.session_factory.begin() as session:
+        plan = _plan(session, spec, info.duration, settings)
         dispatch_segments(session, spec.id, plan, settings)
         jobs.hand_over(session, spec.id)
 
 
 def _plan(
-    spec: JobSpec, duration: float, settings: Settings, scenes: list[Scene] | None = None
+    session: Session,
+    spec: JobSpec,
+    duration: float,
+    settings: Settings,
+    scenes: list[Scene] | None = None,
+) -> SegmentPlan:
+    """The segments, within the job's max_total_tokens; under a quota, the job then reserves
+    the plan's estimate, and a plan the quota cannot hold widens its segments to fit."""
+    plan = _plan_within(spec, duration, settings, scenes, spec.max_total_tokens)
+    if spec.under_quota:
+        wanted = _plan_cost(spec, settings, len(plan.segments))
+        spec = reserved_spec(session, spec, wanted, _plan_cost(spec, settings, 1))
+        if spec.tokens_reserved is not None and spec.tokens_reserved < wanted:
+            plan = _plan_within(spec, duration, settings, scenes, spec.token_cap)
+    return plan
+
+
+def _plan_within(
+    spec: JobSpec,
+    duration: float,
+    settings: Settings,
+    scenes: list[Scene] | None,
+    cap: int | None,
 ) -> SegmentPlan:
     assert spec.segment_seconds is not None
     return plan_segments(
         duration,
         spec.segment_seconds,
         spec.frames_per_segment,
-        max_segments=_most_segments(spec, settings),
+        max_segments=_most_segments(spec, settings, cap),
         min_gap=settings.min_frame_gap_seconds,
         scenes=scenes,
     )
 
 
-def _most_segments(spec: JobSpec, settings: Settings) -> int:
-    """MAX_SEGMENTS, or fewer if the job's max_total_tokens affords fewer (the segments then
-    widen, as at MAX_SEGMENTS)."""
-    if spec.max_total_tokens is None:
-        return settings.max_segments
-    heard = spec.wants_transcript
+def _request_shape(spec: JobSpec, settings: Settings) -> tuple[int, int]:
+    """How many frames each segment's request carries, and their pixels."""
     wanted = min(spec.frames_per_segment, settings.vlm_max_images_per_request)
-    count, pixels = frames_that_fit(settings, spec.metadata_types, wanted, heard=heard)
+    return frames_that_fit(settings, spec.metadata_types, wanted, heard=spec.wants_transcript)
+
+
+def _plan_cost(spec: JobSpec, settings: Settings, segments: int) -> int:
+    """The most `segments` segments and their summary cost, by our estimates."""
+    heard = spec.wants_transcript
+    count, pixels = _request_shape(spec, settings)
+    each = segment_cost(settings, spec.metadata_types, count, pixels, heard=heard)
+    return segments * each + sum(summary_cost(settings, segments, heard=heard))
+
+
+def _most_segments(spec: JobSpec, settings: Settings, cap: int | None) -> int:
+    """MAX_SEGMENTS, or fewer if `cap` tokens afford fewer (the segments then widen, as at
+    MAX_SEGMENTS)."""
+    if cap is None:
+        return settings.max_segments
+    count, pixels = _request_shape(spec, settings)
     most = segments_within(
-        settings, spec.max_total_tokens, spec.metadata_types, count, pixels, heard=heard
+        settings, cap, spec.metadata_types, count, pixels, heard=spec.wants_transcript
     )
     if most < 1:
-        raise BudgetTooSmall(
-            f"max_total_tokens {spec.max_total_tokens} does not fit one segment and its summary"
-        )
+        raise BudgetTooSmall(f"{cap} tokens do not fit one segment and its summary")
     return min(settings.max_segments, most)
 
 
@@ -215,7 +248,8 @@ def _chunk_done(
                 )
                 scenes = scenes_from_cuts(cuts, duration)
                 log.info("job %s: %d scenes from %d chunks", spec.id, len(scenes), len(blobs))
-            dispatch_segments(session, spec.id, _plan(spec, duration, settings, scenes), settings)
+            plan = _plan(session, spec, duration, settings, scenes)
+            dispatch_segments(session, spec.id, plan, settings)
     stage = JobStage.DETECTING_SCENES if item.kind == ItemKind.SCENES else JobStage.TRANSCRIBING
     progress.stage(stage, done / total)
 
@@ -253,7 +287,7 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
     request = spec.caption_request
     said = speech_lines(transcript) if transcript else ""
     cost = sum(summary_cost(rt.settings, len(segments), heard=transcript is not None))
-    if spec.max_total_tokens is not None and not Spend(spec.id, cost).summary_fits(rt):
+    if spec.token_cap is not None and not Spend(spec.id, cost).summary_fits(rt):
         # No room left to summarise with the model: chapters where the labels change.
         chapters, summary, description, partial = chapters_by_labels(segments), Usage(), "", True
     else:
@@ -282,8 +316,10 @@ def summarise(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
         "completion_tokens": answer,
         "total_tokens": prompt + answer,
     }
+    heard = round(transcript.audio_seconds, 3) if transcript is not None else 0.0
+    unrecorded = Spent(summary.prompt_tokens, summary.completion_tokens, audio_seconds=heard)
     if transcript is not None:
         results["transcript"] = transcript.as_result()
-        usage["audio_seconds"] = round(transcript.audio_seconds, 3)
+        usage["audio_seconds"] = heard
     progress.finish()
-    complete(rt, spec.id, results, usage)
+    complete(rt, spec, results, usage, unrecorded)

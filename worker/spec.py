@@ -35,6 +35,7 @@ class JobSpec:
     api_key_id: uuid.UUID
     max_total_tokens: int | None  # the most the job may spend (docs/api.md, "Cost controls")
     media_sha256: str | None  # known from its upload, or from an earlier attempt
+    tokens_reserved: int | None  # what the key's daily quota holds for it (None: no quota)
 
     @classmethod
     def of(cls, job: Job) -> JobSpec:
@@ -55,7 +56,18 @@ class JobSpec:
             job.api_key_id,
             job.max_total_tokens,
             job.media_sha256,
+            job.tokens_reserved,
         )
+
+    @property
+    def under_quota(self) -> bool:
+        return self.tokens_reserved is not None
+
+    @property
+    def token_cap(self) -> int | None:
+        """The most the job may spend: max_total_tokens, or its quota reservation if less."""
+        caps = [c for c in (self.max_total_tokens, self.tokens_reserved) if c is not None]
+        return min(caps) if caps else None
 
     @property
     def caption_request(self) -> CaptionRequest:

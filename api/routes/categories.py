@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
-from api.errors import responses
+from api.errors import check_json_size, responses
 from api.responses import DeferredResponse
 from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
 from api.schemas.cost import BatchRequest, BatchResponse
@@ -18,10 +18,13 @@ from api.services import batch
 from api.services import jobs as service
 from api.services.waiting import wait_for_terminal
 from db.models import Job
+from db.session import release_connection
 from scenecap.core import errors
 from scenecap.core.enums import JobStatus
 
 router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
+# The routes whose bodies may carry data: media (up to MAX_REQUEST_BYTES).
+MEDIA_PATHS = ("/v2/media/categories", "/v2/media/categories/batch")
 
 _AUTH = (errors.Unauthenticated,)
 _SUBMIT_ERRORS = (
@@ -39,6 +42,9 @@ _SUBMIT_ERRORS = (
     errors.UnsupportedMedia,
     errors.RateLimited,
     errors.TooManyActiveJobs,
+    errors.QuotaExceeded,
+    errors.ModelNotAllowed,
+    errors.TranscriptionUnavailable,
     errors.BrokerUnavailable,
     errors.DatabaseUnavailable,
 )
@@ -51,7 +57,7 @@ _SUBMIT_ERRORS = (
     responses={200: {"model": ImageResult | JobAccepted}, **responses(*_SUBMIT_ERRORS)},
     summary="Submit a video (or image) for analysis",
 )
-def submit(
+async def submit(
     body: CategoriesRequest,
     request: Request,
     session: SessionDep,
@@ -61,15 +67,25 @@ def submit(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    submission = service.submit_job(
+    check_json_size(request, settings, [body.media_url])
+    prepared = await run_in_threadpool(
+        service.prepare_job,
         session,
         key,
         body,
         idempotency_key=idempotency_key,
-        inspector=inspector,
-        store=store,
         settings=settings,
     )
+    if isinstance(prepared, service.Submission):
+        submission = prepared
+    else:
+        # No connection is held while the media is looked at (under load, one idling
+        # through each check emptied the pool).
+        await run_in_threadpool(release_connection, session)
+        media = await service.inspect_job(prepared, inspector)
+        submission = await run_in_threadpool(
+            service.store_job, session, key, prepared, media, store=store, settings=settings
+        )
     job_id = submission.job_id
     accepted = JobAccepted(
         job_id=job_id,
@@ -119,6 +135,7 @@ async def submit_batch(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=190)] = None,
 ) -> BatchResponse:
+    check_json_size(request, settings, [str(item.get("media_url", "")) for item in body.requests])
     # The rate limit counts every item: the request itself was the first.
     refused: dict[int, errors.ScenecapError] = {}
     limiter = request.app.state.rate_limiter
@@ -127,8 +144,7 @@ async def submit_batch(
             await limiter.hit(key.id)
         except errors.RateLimited as exc:
             refused[index] = exc
-    return await run_in_threadpool(
-        batch.submit_batch,
+    return await batch.submit_batch(
         session,
         key,
         body,

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
-from api.errors import responses
+from api.errors import check_json_size, responses
 from api.responses import DeferredResponse
 from api.schemas import CompletionRequest, CompletionResponse
 from api.services.completions import answer_when_done, create_completion
 from scenecap.core import errors
 
 router = APIRouter(prefix="/v2/media", tags=["completions"])
+PATHS = ("/v2/media/completions", "/v2/media/chat/completions")
 
 _ERRORS = responses(
     errors.Unauthenticated,
@@ -27,10 +28,12 @@ _ERRORS = responses(
     errors.UnsupportedMedia,
     errors.VisionBackendUnavailable,
     errors.CompletionTimeout,
+    errors.ModelNotAllowed,
+    errors.QuotaExceeded,
 )
 
 
-def complete(
+async def complete(
     body: CompletionRequest,
     request: Request,
     session: SessionDep,
@@ -38,7 +41,8 @@ def complete(
     settings: SettingsDep,
     inspector: InspectorDep,
 ) -> Response:
-    job_id = create_completion(session, key, body, inspector).id
+    check_json_size(request, settings, body.image_urls())
+    job_id = await create_completion(session, key, body, inspector, settings)
     return DeferredResponse(
         lambda: answer_when_done(
             request.app.state.reader,
@@ -51,9 +55,9 @@ def complete(
 
 
 # The OpenAI SDK posts to <base_url>/chat/completions, so base_url=<service>/v2/media works.
-for path in ("/completions", "/chat/completions"):
+for path in PATHS:
     router.add_api_route(
-        path,
+        path.removeprefix("/v2/media"),
         complete,
         methods=["POST"],
         response_model=CompletionResponse,

@@ -111,7 +111,7 @@ class _Snapshot:
             labels=["key", "figure"],
         )
         for row in f.usage_by_key:
-            for name in ("jobs", *FIGURES, "media_seconds"):
+            for name in ("jobs", *FIGURES):
                 keyed.add_metric([row["key"], name], float(row[name]))
         yield keyed
         depth = GaugeMetricFamily(
@@ -153,7 +153,7 @@ def check_scraper(settings: Settings, credentials: Credentials) -> None:
             raise Unauthenticated("metrics are off: set SCENECAP_METRICS_TOKEN to scrape them")
         return
     given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
         raise Unauthenticated("send the metrics token as 'Authorization: Bearer <token>'")
 
 

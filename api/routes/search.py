@@ -50,6 +50,7 @@ def search(
         errors.MalformedJson,
         errors.ValidationFailed,
         errors.RateLimited,
+        errors.QuotaExceeded,
         errors.VisionBackendUnavailable,
     ),
     summary="Ask a question about a completed job; answered from its passages, with times",
@@ -58,6 +59,7 @@ def search(
 async def ask(
     job_id: str, body: AskRequest, request: Request, key: CallerDep, settings: SettingsDep
 ) -> AskAnswer:
+    state = request.app.state
     return await answer_question(
-        request.app.state.reader, request.app.state.question_model, settings, key, job_id, body
+        state.reader, state.session_factory, state.question_model, settings, key, job_id, body
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
+from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.schemas import UploadOut
-from api.services.uploads import receive_upload
+from api.services.uploads import receive_upload, within_idle
 from scenecap.core import errors
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2/media", tags=["uploads"])
 PATH = "/v2/media/uploads"
 
@@ -25,6 +28,8 @@ PATH = "/v2/media/uploads"
         errors.MediaTooLarge,
         errors.UnsupportedMedia,
         errors.RateLimited,
+        errors.TooManyUploads,
+        errors.RequestTimeout,
         errors.StoreUnavailable,
     ),
     summary="Upload a video or image (the raw bytes as the body); submit it as upload://<id>",
@@ -45,7 +50,7 @@ async def upload(
     store: StoreDep,
     content_type: Annotated[str, Header()] = "",
     content_length: Annotated[int | None, Header()] = None,
-) -> UploadOut:
+) -> UploadOut | Response:
     if not content_type.startswith(("video/", "image/")):
         raise errors.UnsupportedMedia(
             "send the file's bytes with Content-Type: video/... or image/...",
@@ -56,14 +61,19 @@ async def upload(
         raise errors.MediaTooLarge(
             f"the upload is {content_length} bytes; the limit is {limit}", {"limit": limit}
         )
-    received = await receive_upload(
-        store,
-        request.app.state.session_factory,
-        key,
-        request.stream(),
-        max_bytes=limit,
-        ttl_hours=settings.upload_ttl_hours,
-    )
+    with request.app.state.uploads.slot(key.id):
+        try:
+            received = await receive_upload(
+                store,
+                request.app.state.session_factory,
+                key,
+                within_idle(request.stream(), settings.upload_idle_seconds),
+                max_bytes=limit,
+                ttl_hours=settings.upload_ttl_hours,
+            )
+        except ClientDisconnect:  # gone mid-upload: nothing was kept, nobody to tell
+            log.info("an upload's client went away; nothing was stored")
+            return Response(status_code=400)
     return UploadOut(
         upload_id=received.id,
         media_url=f"upload://{received.id}",

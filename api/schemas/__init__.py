@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -124,6 +125,59 @@ class JobOut(BaseModel):
             else None,
             timings=timings,
         )
+
+    def public(self) -> JobOut:
+        """The job as a share link shows it (PublicJobOut's fields; the rest blank)."""
+        return self.model_copy(
+            update={"webhook_url": None, "usage": None, "media_url": public_url(self.media_url)}
+        )
+
+
+# What a share link never shows: where the job reports, and what it cost.
+PRIVATE_FIELDS = frozenset({"webhook_url", "usage"})
+
+
+class PublicJobOut(BaseModel):
+    """A job as a share link's events show it: no webhook URL (for some receivers it is the
+    credential), no usage, and the media URL without its query string or credentials."""
+
+    job_id: uuid.UUID
+    status: JobStatus
+    percent_complete: int
+    stage: str
+    created_at: datetime
+    started_at: datetime | None
+    updated_at: datetime
+    completed_at: datetime | None
+    media_url: str
+    media_type: Literal["video", "image"]
+    metadata: list[str]
+    use_scenes: bool
+    max_frames: int
+    segment_seconds: float | None
+    frames_per_segment: int | None
+    model: str | None
+    job_tag: str | None
+    media: dict[str, Any] | None
+    results: dict[str, Any] | None
+    error: JobError | None
+    timings: dict[str, float] | None = None
+
+    @classmethod
+    def of(cls, view: JobOut) -> PublicJobOut:
+        return cls.model_validate(view.public().model_dump(exclude=set(PRIVATE_FIELDS)))
+
+
+def public_url(url: str) -> str:
+    """A media URL without what may be a credential: its query, fragment and user info."""
+    if not url.startswith(("http://", "https://")):
+        return url  # data: (shown abbreviated already) and upload:// carry no secret
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class JobList(BaseModel):

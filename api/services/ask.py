@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from api.schemas.search import AskAnswer, AskRequest, AskUsage, Citation
-from db import jobs, search
+from api.services import quota
+from db import jobs, search, spend
 from db.search import JobPassage
+from db.spend import Spent
 from scenecap.core.backoff import model_client, send_retrying
 from scenecap.core.enums import JobStatus
 from scenecap.core.errors import (
@@ -65,7 +69,9 @@ class QuestionModel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._client = model_client(
-            settings.vlm_base_url, settings.vlm_api_key, timeout=settings.vlm_timeout_seconds
+            settings.vlm_base_url,
+            settings.vlm_api_key.get_secret_value(),
+            timeout=settings.vlm_timeout_seconds,
         )
 
     async def answer(self, prompt: str, max_tokens: int) -> tuple[str, str, AskUsage]:
@@ -106,6 +112,7 @@ class QuestionModel:
 
 async def answer_question(
     reader: sessionmaker[Session],
+    writer: sessionmaker[Session],
     model: QuestionModel | None,
     settings: Settings,
     key: Caller,
@@ -131,10 +138,41 @@ async def answer_question(
     found = await run_in_threadpool(read)
     if model is None:
         return _extractive(found)
-    text, model_name, usage = await model.answer(prompt_for(found, body.question), body.max_tokens)
+    prompt = prompt_for(found, body.question)
+    estimate = text_tokens(SYSTEM, prompt) + TEMPLATE_TOKENS + body.max_tokens
+    async with charged(writer, key, estimate) as settle:
+        text, model_name, usage = await model.answer(prompt, body.max_tokens)
+        settle(usage.prompt_tokens, usage.completion_tokens)
     text, cited = checked(text, found.passages)
     usage.passages = len(found.passages)
     return AskAnswer(answer=text, citations=cited, model=model_name, usage=usage)
+
+
+@asynccontextmanager
+async def charged(
+    writer: sessionmaker[Session], key: Caller, estimate: int
+) -> AsyncIterator[Callable[[int, int], None]]:
+    """A question's cost in the key's ledger: its estimate charged before the model is asked
+    (429 if the quota has no room for it), corrected to what the model reported after. A
+    failed answer keeps its estimate: it may have cost that."""
+
+    def charge() -> None:
+        with writer.begin() as session:
+            quota.charge(session, key, estimate)
+
+    await run_in_threadpool(charge)
+    reported: list[int] = []
+    yield lambda prompt_tokens, completion_tokens: reported.extend(
+        (prompt_tokens, completion_tokens)
+    )
+    if reported:
+        correction = Spent(reported[0] - estimate, reported[1])
+
+        def correct() -> None:
+            with writer.begin() as session:
+                spend.record(session, key.id, correction)
+
+        await run_in_threadpool(correct)
 
 
 def prompt_for(found: Retrieved, question: str) -> str:

@@ -7,6 +7,7 @@ COMPLETION_WAIT_SECONDS, when the job is cancelled).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from fastapi.responses import JSONResponse
@@ -17,45 +18,67 @@ from starlette.responses import Response
 from api.auth import Caller
 from api.errors import error_response
 from api.schemas import CompletionRequest
+from api.services import quota
+from api.services.jobs import check_model
 from api.services.media_check import InspectedMedia, MediaInspector
 from api.services.uploads import owned_upload
 from api.services.waiting import wait_for_terminal
 from db import jobs
-from db.models import Job
-from db.session import enqueue
+from db.models import Upload
+from db.session import enqueue, release_connection
 from scenecap.core.enums import JobKind, JobStatus
 from scenecap.core.errors import CompletionTimeout, ValidationFailed, error_for_code
 from scenecap.core.media import METADATA_TYPES, is_upload_url
+from scenecap.core.settings import Settings
 from scenecap.core.tasks import PROCESS_JOB
 
 
-def create_completion(
-    session: Session, key: Caller, body: CompletionRequest, inspector: MediaInspector
-) -> Job:
-    """Check every image part (fetchable, allowed, an image or a video); store and queue it."""
+async def create_completion(
+    session: Session,
+    key: Caller,
+    body: CompletionRequest,
+    inspector: MediaInspector,
+    settings: Settings,
+) -> uuid.UUID:
+    """Check every image part (fetchable, allowed, an image or a video) and the model; hold
+    what the answer may cost against the key's quota; store and queue it."""
     urls = body.image_urls()
     if not urls:
         raise ValidationFailed(
             "messages: at least one image_url part is needed", {"field": "messages"}
         )
-    inspected = [
-        InspectedMedia.of_upload(owned_upload(session, key, url))
-        if is_upload_url(url)
-        else inspector.inspect(url)
-        for url in urls
-    ]
-    job = jobs.create_job(
-        session,
-        api_key_id=key.id,
-        kind=JobKind.COMPLETION,
-        request=body.model_dump(mode="json", exclude_none=True),
-        media_url=inspected[0].display_url,
-        media_type="video" if any(m.kind == "video" for m in inspected) else "image",
-        requested_metadata=list(METADATA_TYPES),
-        model=body.model,
+    check_model(settings, body.model)
+    uploads = await run_in_threadpool(
+        lambda: {url: owned_upload(session, key, url) for url in urls if is_upload_url(url)}
     )
-    enqueue(session, PROCESS_JOB, str(job.id))
-    return job
+    await run_in_threadpool(release_connection, session)
+    inspected = await asyncio.gather(
+        *(_as_inspected(uploads[url]) if url in uploads else inspector.inspect(url) for url in urls)
+    )
+    # The most it can cost: its request fills at most the context, its answer included.
+    estimate = settings.vlm_context_tokens
+
+    def store() -> uuid.UUID:
+        reserved = quota.admit(session, key, settings, kind=JobKind.COMPLETION, estimate=estimate)
+        job = jobs.create_job(
+            session,
+            api_key_id=key.id,
+            kind=JobKind.COMPLETION,
+            request=body.model_dump(mode="json", exclude_none=True),
+            media_url=inspected[0].display_url,
+            media_type="video" if any(m.kind == "video" for m in inspected) else "image",
+            requested_metadata=list(METADATA_TYPES),
+            model=body.model,
+            tokens_reserved=reserved,
+        )
+        enqueue(session, PROCESS_JOB, str(job.id))
+        return job.id
+
+    return await run_in_threadpool(store)
+
+
+async def _as_inspected(upload: Upload) -> InspectedMedia:
+    return InspectedMedia.of_upload(upload)
 
 
 async def answer_when_done(

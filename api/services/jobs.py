@@ -7,39 +7,38 @@ import binascii
 import contextlib
 import hashlib
 import json
-import math
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.schemas import CategoriesRequest
+from api.services import quota
 from api.services.media_check import InspectedMedia, MediaInspector
 from api.services.uploads import owned_upload
 from api.views import job_body, page_body
 from db import frames as frame_repo
-from db import jobs, keys, usage, views
-from db.models import Job
+from db import jobs, keys, views
+from db.models import Job, Upload
 from db.reads import Reads
-from db.session import enqueue, release_connection
-from scenecap.core.enums import JobStatus, utcnow
+from db.session import enqueue
+from scenecap.core.enums import JobKind, JobStatus
 from scenecap.core.errors import (
     IdempotencyConflict,
     JobAlreadyFinished,
     JobNotFinished,
     JobNotFound,
-    QuotaExceeded,
-    TooManyActiveJobs,
+    ModelNotAllowed,
     TranscriptionUnavailable,
     ValidationFailed,
 )
 from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url
 from scenecap.core.settings import Settings
 from scenecap.core.tasks import PROCESS_JOB
-from scenecap.core.tokens import least_budget
+from scenecap.core.tokens import frame_cost, least_budget
 from scenecap.store import MediaStore, paths
 
 
@@ -64,20 +63,28 @@ def request_fingerprint(body: CategoriesRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def submit_job(
+@dataclass(frozen=True)
+class Prepared:
+    """A submission checked as far as it can be without looking at its media."""
+
+    body: CategoriesRequest
+    fingerprint: str
+    idempotency_key: str | None
+    upload: Upload | None
+
+
+def prepare_job(
     session: Session,
     key: Caller,
     body: CategoriesRequest,
     *,
     idempotency_key: str | None,
-    inspector: MediaInspector,
-    store: MediaStore,
     settings: Settings,
     fingerprint: str | None = None,
-) -> Submission:
-    """Check the media and store a new PENDING job (or return the idempotent original).
+) -> Prepared | Submission:
+    """Check what can be checked from the request and the database alone; an Idempotency-Key
+    replay is answered here (a Submission). Nothing is written.
 
-    Whatever it raises, it raised before writing anything: a batch goes on to its next item.
     `fingerprint` stands for the body in Idempotency-Key checks (a batch's item: the batch's
     and its place in it)."""
     if TRANSCRIPT in body.metadata and settings.asr_backend == "none":
@@ -85,6 +92,7 @@ def submit_job(
             "this service has no speech backend (SCENECAP_ASR_BACKEND=none): "
             "ask without 'transcript'"
         )
+    check_model(settings, body.model)
     if body.max_total_tokens is not None:
         _check_budget(body, settings)
     fingerprint = fingerprint or request_fingerprint(body)
@@ -92,19 +100,39 @@ def submit_job(
         existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key)
         if existing is not None:
             return Submission.replayed(_same_request(existing, fingerprint))
-    max_active = settings.max_active_jobs_per_key
-    if max_active and jobs.count_active_for_key(session, key.id) >= max_active:
-        raise TooManyActiveJobs(
-            f"this key already has {max_active} jobs pending or running; wait for some to end",
-            {"limit": max_active, "retry_after": 10},
-        )
-    check_quota(session, key)
     upload = owned_upload(session, key, body.media_url) if is_upload_url(body.media_url) else None
-    # Under load, one connection idling through each submission's media check emptied the pool.
-    release_connection(session)
-    media = InspectedMedia.of_upload(upload) if upload else inspector.inspect(body.media_url)
-    if body.webhook_url is not None:
-        inspector.check_webhook_url(body.webhook_url)
+    return Prepared(body, fingerprint, idempotency_key, upload)
+
+
+async def inspect_job(prepared: Prepared, inspector: MediaInspector) -> InspectedMedia:
+    """Look at the submitted media (a coroutine: no thread waits on a slow server)."""
+    if prepared.body.webhook_url is not None:
+        inspector.check_webhook_url(prepared.body.webhook_url)
+    if prepared.upload is not None:
+        return InspectedMedia.of_upload(prepared.upload)
+    return await inspector.inspect(prepared.body.media_url)
+
+
+def store_job(
+    session: Session,
+    key: Caller,
+    prepared: Prepared,
+    media: InspectedMedia,
+    *,
+    store: MediaStore,
+    settings: Settings,
+) -> Submission:
+    """Admit the job under the key's limits (its lock, held until the request commits) and
+    store it PENDING; it is queued when the transaction commits."""
+    body, upload = prepared.body, prepared.upload
+    heard = TRANSCRIPT in body.metadata
+    # The least it costs: its worker reserves its plan's estimate once the media is probed.
+    least = (
+        frame_cost(settings, heard=heard)
+        if media.kind == "image"
+        else least_budget(settings, heard=heard)
+    )
+    reserved = quota.admit(session, key, settings, kind=JobKind.CATEGORIES, estimate=least)
     job_id = uuid.uuid4()
     fields = {
         "id": job_id,
@@ -120,28 +148,38 @@ def submit_job(
         "frames_per_segment": body.frames_per_segment,
         "model": body.model,
         "max_total_tokens": body.max_total_tokens,
+        "tokens_reserved": reserved,
         "media_sha256": upload.sha256 if upload else None,  # hashed as it arrived
         # The key's default is read by the INSERT itself (one round trip less).
         "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),
         "job_tag": body.job_tag,
-        "idempotency_key": idempotency_key,
-        "request_hash": fingerprint,
+        "idempotency_key": prepared.idempotency_key,
+        "request_hash": prepared.fingerprint,
         "media_info": {"mime": media.mime},
     }
     if upload is not None:  # the job's own copy: the upload may expire before the job ends
         store.copy(paths.upload(upload.id), paths.media(job_id))
     try:
         # A savepoint only with a key: a concurrent request with it may win the INSERT.
-        with session.begin_nested() if idempotency_key else contextlib.nullcontext():
+        with session.begin_nested() if prepared.idempotency_key else contextlib.nullcontext():
             jobs.insert_job(session, **fields)
     except IntegrityError:
-        existing = jobs.find_by_idempotency_key(session, key.id, idempotency_key or "")
+        existing = jobs.find_by_idempotency_key(session, key.id, prepared.idempotency_key or "")
         if existing is None:
             raise
         store.delete_prefix(paths.job(job_id))
-        return Submission.replayed(_same_request(existing, fingerprint))
+        return Submission.replayed(_same_request(existing, prepared.fingerprint))
     enqueue(session, PROCESS_JOB, str(job_id))
     return Submission(job_id, JobStatus.PENDING, 0, media.kind, created=True)
+
+
+def check_model(settings: Settings, model: str | None) -> None:
+    """422 MODEL_NOT_ALLOWED unless the model is VLM_MODEL or one of VLM_MODELS."""
+    if model is not None and model not in settings.allowed_models:
+        raise ModelNotAllowed(
+            f"model {model!r} is not offered here; leave it out, or name one of the allowed",
+            {"field": "model", "allowed": sorted(settings.allowed_models)},
+        )
 
 
 def _check_budget(body: CategoriesRequest, settings: Settings) -> None:
@@ -153,28 +191,6 @@ def _check_budget(body: CategoriesRequest, settings: Settings) -> None:
             f"max_total_tokens: one frame and the summary need at least {least} tokens",
             {"field": "max_total_tokens", "least": least},
         )
-
-
-def check_quota(session: Session, key: Caller) -> None:
-    """429 QUOTA_EXCEEDED once the key's jobs created today (UTC) have reported its daily
-    tokens; the reset time is in the details and Retry-After."""
-    if key.tokens_per_day is None:
-        return
-    used = usage.tokens_today(session, key.id)
-    if used < key.tokens_per_day:
-        return
-    now = utcnow()
-    resets = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    raise QuotaExceeded(
-        f"this key has used {used:,} of its {key.tokens_per_day:,} tokens for today (UTC); "
-        f"new jobs are accepted again at {resets.isoformat()}",
-        {
-            "limit": key.tokens_per_day,
-            "used": used,
-            "resets_at": resets.isoformat(),
-            "retry_after": math.ceil((resets - now).total_seconds()),
-        },
-    )
 
 
 def _same_request(job: Job, fingerprint: str) -> Job:

@@ -1,10 +1,18 @@
-"""Check a media URL at submit time: scheme, SSRF policy, reachability, real type."""
+"""Check a media URL at submit time: scheme, SSRF policy, reachability, real type.
+
+The check is a coroutine: a slow or silent server holds no thread. It is bounded in time
+(URL_CHECK_SECONDS, for everything: lookups, redirects, the first bytes) and in number per
+process (URL_CHECKS_IN_FLIGHT; a check that waits for a place past its deadline is refused
+like a slow server).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from db.models import Upload
+from scenecap.core.errors import MediaUnreachable
 from scenecap.core.media import (
     SNIFF_BYTES,
     MediaKind,
@@ -12,7 +20,7 @@ from scenecap.core.media import (
     is_data_uri,
     sniff_media,
 )
-from scenecap.core.safehttp import SafeHttpClient, UrlPolicy
+from scenecap.core.safehttp import AsyncSafeHttpClient, UrlPolicy
 from scenecap.core.settings import Settings
 
 
@@ -38,25 +46,36 @@ class MediaInspector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.policy = UrlPolicy(allow_private=settings.allow_private_urls)
-        self.client = SafeHttpClient(
+        self.client = AsyncSafeHttpClient(
             self.policy,
             connect_timeout=settings.fetch_connect_timeout_seconds,
             max_redirects=settings.fetch_max_redirects,
         )
+        self._places = asyncio.Semaphore(settings.url_checks_in_flight)
 
-    def inspect(self, media_url: str) -> InspectedMedia:
+    async def inspect(self, media_url: str) -> InspectedMedia:
         """Return the media's kind, or raise the 4xx error that explains why not."""
         if is_data_uri(media_url):
-            data = decode_data_uri(media_url, max_bytes=self.settings.max_media_bytes)
+            data = await asyncio.to_thread(
+                decode_data_uri, media_url, max_bytes=self.settings.max_media_bytes
+            )
             sniffed = sniff_media(data[:SNIFF_BYTES])
             display = f"data:{sniffed.mime};base64,...({len(data)} bytes)"
             return InspectedMedia(sniffed.kind, sniffed.mime, data, display)
-        sniffed = sniff_media(self.client.peek(media_url, nbytes=SNIFF_BYTES))
+        seconds = self.settings.url_check_seconds
+        try:
+            async with asyncio.timeout(seconds), self._places:  # one deadline for both
+                head = await self.client.peek(media_url, nbytes=SNIFF_BYTES, timeout=seconds)
+        except TimeoutError:
+            raise MediaUnreachable(
+                f"the media URL did not answer within {seconds:g} s", {"timeout": seconds}
+            ) from None
+        sniffed = sniff_media(head)
         return InspectedMedia(sniffed.kind, sniffed.mime, None, media_url)
 
     def check_webhook_url(self, url: str) -> None:
         """Apply the SSRF policy to a webhook URL (it is checked again at delivery)."""
         self.policy.check(url)
 
-    def close(self) -> None:
-        self.client.close()
+    async def aclose(self) -> None:
+        await self.client.aclose()

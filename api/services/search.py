@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import uuid
 
 from sqlalchemy.orm import Session
@@ -26,6 +27,10 @@ def search_page(
 ) -> SearchPage:
     if not query.strip():
         raise ValidationFailed("q: say what to search for", {"field": "q"})
+    if not search.fts5_query(query):  # only exclusions: every passage of the key would match
+        raise ValidationFailed(
+            "q: name at least one word to find, not only words to exclude", {"field": "q"}
+        )
     job = _job_id(job_id) if job_id else None
     after = _decode(cursor) if cursor else None
     hits = search.search(session, key.id, query, limit=limit + 1, after=after, job_id=job)
@@ -67,7 +72,10 @@ def _decode(cursor: str) -> tuple[float, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         score, passage = json.loads(raw)
-        return float(score), int(passage)
+        score, passage = float(score), int(passage)
+        if not math.isfinite(score) or not 0 <= passage < 2**63:
+            raise ValueError("out of range")
+        return score, passage
     except (binascii.Error, ValueError, TypeError):
         raise ValidationFailed(
             "cursor: not a cursor this API returned", {"field": "cursor"}

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,7 +19,7 @@ from api.auth import Caller
 from db import uploads
 from db.models import Upload
 from scenecap.core.enums import utcnow
-from scenecap.core.errors import MediaTooLarge, UploadNotFound
+from scenecap.core.errors import MediaTooLarge, RequestTimeout, TooManyUploads, UploadNotFound
 from scenecap.core.media import SNIFF_BYTES, SniffedType, sniff_media, upload_id
 from scenecap.store import MediaStore, paths
 from scenecap.store.base import ThreadedSink
@@ -102,6 +105,46 @@ async def receive_upload(
     except BaseException:
         await run_in_threadpool(store.delete_prefix, paths.upload(upload_id))
         raise
+
+
+async def within_idle(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The chunks, refused with 408 when none comes for `seconds` (a stalled upload would
+    hold its connection and its partial object forever)."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the upload stalled for {seconds:g} s; nothing was kept",
+                {"idle_seconds": seconds},
+            ) from None
+        yield chunk
+
+
+class UploadSlots:
+    """Uploads in progress per key in this process, at most MAX_UPLOADS_PER_KEY each."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: Counter[uuid.UUID] = Counter()
+
+    @contextmanager
+    def slot(self, key_id: uuid.UUID) -> Iterator[None]:
+        if self._open[key_id] >= self.per_key:
+            raise TooManyUploads(
+                f"this key already has {self.per_key} uploads in progress",
+                {"limit": self.per_key, "retry_after": 5},
+            )
+        self._open[key_id] += 1
+        try:
+            yield
+        finally:
+            self._open[key_id] -= 1
+            if not self._open[key_id]:
+                del self._open[key_id]
 
 
 def owned_upload(session: Session, key: Caller, url: str) -> Upload:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -28,15 +27,14 @@ def usage_report(session: Session, key: Caller, first: str | None, last: str | N
         raise ValidationFailed(
             f"from..to: at most {MOST_DAYS} days at a time", {"field": "from", "limit": MOST_DAYS}
         )
-    days: dict[str, dict[str, Any]] = defaultdict(_empty)
+    days = usage.by_day(session, key.id, start, end)
     total = _empty()
-    for row in usage.by_day(session, key.id, start, end):  # one row per day and status
-        for figures in (days[row["day"]], total):
-            jobs = figures["jobs"]
-            jobs[row["status"]] = jobs.get(row["status"], 0) + int(row["jobs"])
-            for name in (*usage.FIGURES, "media_seconds"):
-                figures[name] += row[name]
-    per_day = [_figures(figures) | {"date": name} for name, figures in sorted(days.items())]
+    for figures in days.values():
+        for status, count in figures["jobs"].items():
+            total["jobs"][status] = total["jobs"].get(status, 0) + count
+        for name in usage.FIGURES:
+            total[name] += figures[name]
+    per_day = [_figures(figures) | {"date": name} for name, figures in days.items()]
     return UsageReport.model_validate(
         {
             "from": start.isoformat(),
@@ -48,7 +46,7 @@ def usage_report(session: Session, key: Caller, first: str | None, last: str | N
 
 
 def _empty() -> dict[str, Any]:
-    return {"jobs": {}, **{name: 0.0 for name in (*usage.FIGURES, "media_seconds")}}
+    return {"jobs": {}, **dict.fromkeys(usage.FIGURES, 0.0)}
 
 
 def _figures(figures: dict[str, Any]) -> dict[str, Any]:

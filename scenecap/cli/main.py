@@ -10,10 +10,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from scenecap.cli.options import add_job_options, job_fields
 from scenecap.cli.output import fail
 from scenecap.core.errors import ScenecapError
-from scenecap.core.settings import get_settings
+from scenecap.core.settings import Settings, config_problems, get_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[command](args)
     except ScenecapError as exc:
         return fail(exc.code, exc.message)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:  # not the configuration's: a bug, shown as one
+            raise
+        return fail("CONFIG", "; ".join(config_problems(exc)))
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -143,19 +149,22 @@ def _demo(args: argparse.Namespace) -> int:
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.server import PROTOCOL
     from scenecap.core.logs import log_config
 
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the
     # handler it found; with these, a clean stop exits 0 instead of dying by the signal.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: None)
+    settings = get_settings()
     uvicorn.run(
         "api.main:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=log_config(get_settings()),
+        log_config=log_config(settings),
+        http=PROTOCOL,
         # Nothing here reads the client's address or scheme; rewriting them from
         # X-Forwarded-* on every request costs throughput for nothing.
         proxy_headers=False,

@@ -5,6 +5,7 @@ that does both."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
@@ -12,6 +13,7 @@ import httpx
 
 from scenecap.core.errors import ServiceUnavailable
 
+log = logging.getLogger(__name__)
 # Timeouts, conflicts, rate limits and the server's own failures pass; other answers do not.
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF = 30.0
@@ -76,8 +78,12 @@ async def send_retrying(
                 return response, attempt
             refused(response)
             if response.status_code not in RETRY_STATUS:
+                # Its body goes to the log only: it may quote the request or the server's setup.
+                log.warning(
+                    "%s answered HTTP %d: %s", server, response.status_code, response.text[:500]
+                )
                 raise unavailable(
-                    f"{server} answered HTTP {response.status_code}: {response.text[:200]}",
+                    f"{server} answered HTTP {response.status_code}",
                     {"status_code": response.status_code},
                 )
             problem, failed = f"HTTP {response.status_code}", response

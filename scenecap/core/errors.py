@@ -5,12 +5,14 @@
     ├── Unauthenticated (401)
     ├── NotFound (404): JobNotFound, KeyNotFound, UploadNotFound, StoredObjectMissing
     ├── MethodNotAllowed (405)
-    ├── WaitTimeout (408, the client's own: a wait ran out)
+    ├── WaitTimeout (408, the client's own: a wait ran out) · RequestTimeout (408: a body
+    │   stalled past UPLOAD_IDLE_SECONDS)
     ├── Conflict (409): IdempotencyConflict, JobAlreadyFinished, NoWebhookEvent,
     │                  KeyAmbiguous, JobNotFinished
     ├── RequestTooLarge (413) · MediaTooLarge (413)
     ├── UnsupportedMedia (415)
-    ├── RateLimited (429): TooManyActiveJobs
+    ├── RateLimited (429): TooManyActiveJobs, QuotaExceeded, TooManyStreams, TooManyUploads
+    ├── ModelNotAllowed (422) · BudgetTooSmall (422) · TranscriptionUnavailable (422)
     ├── UrlRejected (422): UnsupportedUrlScheme, UrlNotAllowed, InvalidMediaUrl, MediaUnreachable
     ├── MediaRejected (422): MediaUnreadable, NoVideoStream, DurationTooLong, ResolutionTooLarge
     ├── ServiceUnavailable (503): DatabaseUnavailable, BrokerUnavailable, VisionBackendUnavailable,
@@ -84,6 +86,10 @@ class WaitTimeout(ScenecapError):
     status_code, code = 408, "WAIT_TIMEOUT"
 
 
+class RequestTimeout(ScenecapError):
+    status_code, code = 408, "REQUEST_TIMEOUT"
+
+
 class Conflict(ScenecapError):
     status_code, code = 409, "CONFLICT"
 
@@ -134,6 +140,24 @@ class TooManyActiveJobs(RateLimited):
 
 class QuotaExceeded(RateLimited):
     code = "QUOTA_EXCEEDED"
+
+
+class TooManyStreams(RateLimited):
+    """Past MAX_STREAMS_PER_JOB or MAX_STREAMS_PER_KEY open event streams."""
+
+    code = "TOO_MANY_STREAMS"
+
+
+class TooManyUploads(RateLimited):
+    """Past MAX_UPLOADS_PER_KEY uploads in progress at once."""
+
+    code = "TOO_MANY_UPLOADS"
+
+
+class ModelNotAllowed(ScenecapError):
+    """A request named a model that is neither VLM_MODEL nor one of VLM_MODELS."""
+
+    status_code, code = 422, "MODEL_NOT_ALLOWED"
 
 
 class BudgetTooSmall(ScenecapError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,21 @@ class JobIdFilter(logging.Filter):
         return True
 
 
+class RedactTokens(logging.Filter):
+    """Access-log lines never hold a share link's token (whoever reads the logs could open
+    the link): `token=...` in a logged URL becomes `token=[redacted]`."""
+
+    _TOKEN = re.compile(r"(\btoken=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._TOKEN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -66,7 +82,7 @@ def log_config(settings: Settings, level: str | None = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"job": {"()": JobIdFilter}},
+        "filters": {"job": {"()": JobIdFilter}, "tokens": {"()": RedactTokens}},
         "formatters": {"scenecap": formatter},
         "handlers": {
             "stderr": {
@@ -79,6 +95,6 @@ def log_config(settings: Settings, level: str | None = None) -> dict[str, Any]:
         "loggers": {
             "uvicorn": passthrough,
             "uvicorn.error": passthrough,
-            "uvicorn.access": passthrough,
+            "uvicorn.access": {**passthrough, "filters": ["tokens"]},
         },
     }

@@ -7,6 +7,7 @@ followed by hand and re-checked, proxies from the environment ignored, bytes and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import socket
@@ -164,24 +165,6 @@ class SafeHttpClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _pinned_request(
-        self,
-        method: str,
-        checked: CheckedUrl,
-        deadline: float,
-        *,
-        headers: dict[str, str],
-        content: bytes | None = None,
-    ) -> httpx.Request:
-        """A request to the checked address; Host and TLS SNI keep the original name."""
-        return self._client.build_request(
-            method,
-            checked.pinned(),
-            content=content,
-            headers={**headers, "Host": checked.url.netloc.decode("ascii")},
-            extensions={"sni_hostname": checked.url.host, "timeout": _remaining_timeout(deadline)},
-        )
-
     @contextmanager
     def stream(
         self, url: str, *, deadline: float, headers: dict[str, str] | None = None
@@ -190,25 +173,17 @@ class SafeHttpClient:
         current = url
         for _hop in range(self.max_redirects + 1):
             checked = self.policy.check(current)
-            request = self._pinned_request("GET", checked, deadline, headers=headers or {})
+            request = pinned_request(self._client, "GET", checked, deadline, headers=headers or {})
             try:
                 response = self._client.send(request, stream=True)
             except httpx.HTTPError as exc:
-                raise MediaUnreachable(
-                    f"could not fetch {checked.url.host}: {type(exc).__name__}",
-                    {"host": checked.url.host},
-                ) from exc
+                raise _unreachable(checked, exc) from exc
             try:
-                if response.is_redirect and "location" in response.headers:
-                    current = str(checked.url.join(response.headers["location"]))
-                    continue
-                if not response.is_success:
-                    raise MediaUnreachable(
-                        f"media URL answered HTTP {response.status_code}",
-                        {"status_code": response.status_code},
-                    )
-                yield response
-                return
+                redirect = _redirect_of(checked, response)
+                if redirect is None:
+                    yield response
+                    return
+                current = redirect
             finally:
                 response.close()
         raise MediaUnreachable(f"more than {self.max_redirects} redirects")
@@ -227,7 +202,9 @@ class SafeHttpClient:
         slow-drip receiver is cut off)."""
         deadline = time.monotonic() + timeout
         checked = self.policy.check(url)
-        request = self._pinned_request("POST", checked, deadline, headers=headers, content=content)
+        request = pinned_request(
+            self._client, "POST", checked, deadline, headers=headers, content=content
+        )
         try:
             response = self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -241,17 +218,6 @@ class SafeHttpClient:
             return Reply(response.status_code, response.headers)
         finally:
             response.close()
-
-    def peek(self, url: str, *, nbytes: int = 4096, timeout: float = 15.0) -> bytes:
-        """Return up to the first nbytes of url's body (for sniffing its type at submit time)."""
-        deadline = time.monotonic() + timeout
-        head = bytearray()
-        with self.stream(url, deadline=deadline) as response:
-            for chunk in _iter_with_deadline(response, deadline):
-                head += chunk
-                if len(head) >= nbytes:
-                    break
-        return bytes(head[:nbytes])
 
     def download(self, url: str, dest: IO[bytes], *, max_bytes: int, timeout: float) -> Download:
         """Stream url into dest, enforcing max_bytes whatever Content-Length claims."""
@@ -275,6 +241,106 @@ class SafeHttpClient:
             dest.flush()
             content_type = response.headers.get("content-type")
             return Download(size, content_type, digest.hexdigest())
+
+
+class AsyncSafeHttpClient:
+    """The same policy on the event loop, for the API's submit-time look at a media URL: a
+    slow or silent server holds a coroutine, never a thread."""
+
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        *,
+        connect_timeout: float = 10.0,
+        max_redirects: int = 5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.policy = policy
+        self.max_redirects = max_redirects
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=connect_timeout),
+            follow_redirects=False,
+            trust_env=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def peek(self, url: str, *, nbytes: int = 4096, timeout: float = 5.0) -> bytes:
+        """Up to the first nbytes of url's body (for sniffing its type), within `timeout`
+        seconds for everything: name lookups, redirects, connecting, reading."""
+        deadline = time.monotonic() + timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._peek(url, nbytes, deadline)
+        except TimeoutError:
+            raise MediaUnreachable(
+                f"the media URL did not answer within {timeout:g} s", {"timeout": timeout}
+            ) from None
+
+    async def _peek(self, url: str, nbytes: int, deadline: float) -> bytes:
+        current = url
+        for _hop in range(self.max_redirects + 1):
+            # The lookup blocks: on a thread of the loop's own pool, never the API's.
+            checked = await asyncio.to_thread(self.policy.check, current)
+            request = pinned_request(self._client, "GET", checked, deadline, headers={})
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise _unreachable(checked, exc) from exc
+            try:
+                redirect = _redirect_of(checked, response)
+                if redirect is None:
+                    head = bytearray()
+                    async for chunk in response.aiter_raw():
+                        head += chunk
+                        if len(head) >= nbytes:
+                            break
+                    return bytes(head[:nbytes])
+                current = redirect
+            except httpx.HTTPError as exc:
+                raise MediaUnreachable(f"download failed: {type(exc).__name__}") from exc
+            finally:
+                await response.aclose()
+        raise MediaUnreachable(f"more than {self.max_redirects} redirects")
+
+
+def pinned_request(
+    client: httpx.Client | httpx.AsyncClient,
+    method: str,
+    checked: CheckedUrl,
+    deadline: float,
+    *,
+    headers: dict[str, str],
+    content: bytes | None = None,
+) -> httpx.Request:
+    """A request to the checked address; Host and TLS SNI keep the original name."""
+    return client.build_request(
+        method,
+        checked.pinned(),
+        content=content,
+        headers={**headers, "Host": checked.url.netloc.decode("ascii")},
+        extensions={"sni_hostname": checked.url.host, "timeout": _remaining_timeout(deadline)},
+    )
+
+
+def _redirect_of(checked: CheckedUrl, response: httpx.Response) -> str | None:
+    """Where a redirect points (to be checked again), None for a success; else refused."""
+    if response.is_redirect and "location" in response.headers:
+        return str(checked.url.join(response.headers["location"]))
+    if not response.is_success:
+        raise MediaUnreachable(
+            f"media URL answered HTTP {response.status_code}",
+            {"status_code": response.status_code},
+        )
+    return None
+
+
+def _unreachable(checked: CheckedUrl, exc: Exception) -> MediaUnreachable:
+    return MediaUnreachable(
+        f"could not fetch {checked.url.host}: {type(exc).__name__}", {"host": checked.url.host}
+    )
 
 
 def _remaining_timeout(deadline: float) -> dict[str, float]:

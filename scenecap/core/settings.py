@@ -6,7 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_HOME = Path.home() / ".scenecap"
@@ -46,8 +53,10 @@ class Settings(BaseSettings):
 
     vision_backend: Literal["local", "openai"] = "local"
     vlm_base_url: str = "http://127.0.0.1:8001/v1"
-    vlm_api_key: str = ""
+    vlm_api_key: SecretStr = SecretStr("")
     vlm_model: str = "Qwen/Qwen2-VL-7B-Instruct"
+    # Other models a job or completion may name (comma-separated); VLM_MODEL always may.
+    vlm_models: str = ""
     vlm_context_tokens: int = Field(32768, ge=1024)
     vlm_max_concurrency: int = Field(8, ge=1, le=256)
     vlm_timeout_seconds: float = Field(120.0, gt=0)
@@ -61,7 +70,7 @@ class Settings(BaseSettings):
     # Speech (README, "Speech"): any server with OpenAI's POST /v1/audio/transcriptions.
     asr_backend: Literal["none", "openai"] = "none"
     asr_base_url: str = "http://127.0.0.1:8002/v1"
-    asr_api_key: str = ""
+    asr_api_key: SecretStr = SecretStr("")
     asr_model: str = "whisper-1"
     # 16 kHz 16-bit mono WAV is 32 kB a second: 600 s stays well under servers' 25 MB.
     asr_chunk_seconds: float = Field(300.0, ge=10, le=600)
@@ -105,8 +114,25 @@ class Settings(BaseSettings):
     # How long an API process trusts a key lookup: a revoked key works at most this long.
     key_cache_seconds: float = Field(1.0, ge=0, le=60)
     # Bearer token for GET /metrics (production refuses scrapes while it is unset).
-    metrics_token: str | None = Field(None, min_length=16)
+    metrics_token: SecretStr | None = None  # at least 16 characters
     metrics_cache_seconds: float = Field(5.0, ge=0)
+
+    # Signs share links (docs/api.md, "Sharing"); production refuses to start without one.
+    # Elsewhere, unset, a random one is kept in DEV_HOME/secret_key.
+    secret_key: SecretStr | None = None  # at least 32 characters
+    # Bounds on what an unauthenticated or hostile client can hold (docs/api.md, "Limits").
+    url_check_seconds: float = Field(5.0, gt=0, le=60)
+    url_checks_in_flight: int = Field(64, ge=1)
+    max_json_bytes: int = Field(1024**2, ge=1024)
+    body_bytes_in_flight: int = Field(96 * 1024**2, ge=1024**2)
+    upload_idle_seconds: float = Field(30.0, gt=0)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    max_uploads_per_key: int = Field(4, ge=1)
+    max_streams_per_job: int = Field(10, ge=1)
+    max_streams_per_key: int = Field(100, ge=1)
+    stream_max_seconds: float = Field(3600.0, gt=0)
+    share_rate_limit_per_minute: int = Field(120, ge=1)
+    statement_timeout_seconds: float = Field(15.0, gt=0)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     # Seconds before each attempt (Svix's schedule): now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
@@ -124,6 +150,14 @@ class Settings(BaseSettings):
         [float(part) for part in value.split(",")]
         return value
 
+    @field_validator("metrics_token", "secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        least = {"metrics_token": 16, "secret_key": 32}[str(info.field_name)]
+        if value is not None and len(value.get_secret_value()) < least:
+            raise ValueError(f"at least {least} characters (a random string: it is a secret)")
+        return value
+
     @field_validator("media_store")
     @classmethod
     def _store_url(cls, value: str) -> str:
@@ -131,7 +165,7 @@ class Settings(BaseSettings):
             raise ValueError("MEDIA_STORE is file://<folder> or s3://<bucket>/<prefix>")
         return value
 
-    @field_validator("metrics_token", "s3_endpoint_url", "s3_region", mode="before")
+    @field_validator("metrics_token", "secret_key", "s3_endpoint_url", "s3_region", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # docker compose passes an unset variable as "" (`${SCENECAP_METRICS_TOKEN:-}`).
@@ -146,7 +180,15 @@ class Settings(BaseSettings):
                 raise ValueError("production needs PostgreSQL: set SCENECAP_DATABASE_URL")
             if self.broker_url == "embedded":
                 raise ValueError("production needs a real broker: set SCENECAP_BROKER_URL")
+            if self.secret_key is None:
+                raise ValueError("production needs SCENECAP_SECRET_KEY (it signs share links)")
         return self
+
+    @property
+    def allowed_models(self) -> frozenset[str]:
+        """The models a request may name: VLM_MODEL and those of VLM_MODELS."""
+        named = (name.strip() for name in self.vlm_models.split(","))
+        return frozenset({self.vlm_model, *filter(None, named)})
 
     @property
     def frame_max_pixels(self) -> int:
@@ -159,6 +201,18 @@ class Settings(BaseSettings):
         """How many captions of CAPTION_MAX_TOKENS fit into the summarising model's context."""
         room = self.vlm_context_tokens - self.summary_prompt_tokens - self.summary_max_tokens
         return max(1, room // self.caption_max_tokens)
+
+
+def config_problems(error: ValidationError) -> list[str]:
+    """Each problem of a settings error as `SCENECAP_<NAME>: <why>`, never its value (the
+    value may be a secret, and pydantic's own message prints it)."""
+    problems = []
+    for problem in error.errors(include_input=False, include_url=False):
+        location = problem.get("loc") or ()
+        name = f"SCENECAP_{str(location[0]).upper()}: " if location else ""
+        why = str(problem.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{name}{why}")
+    return problems
 
 
 @lru_cache

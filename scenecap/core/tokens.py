@@ -54,10 +54,13 @@ def pixels_for(tokens: int) -> int:
     return max(0, int((side * 28) ** 2))
 
 
-def frame_budget(settings: Settings, cap: int, frames: int, *, heard: bool) -> FrameBudget | None:
+def frame_budget(
+    settings: Settings, cap: int, frames: int, *, heard: bool, summary: bool = True
+) -> FrameBudget | None:
     """The most frames (up to `frames`), at the largest images, whose requests and the summary
-    fit `cap` tokens by our estimates; None when not even one frame does."""
+    (none for an image) fit `cap` tokens by our estimates; None when not even one frame does."""
     reserve, text = _summary_and_frame_text(settings, heard=heard)
+    reserve = reserve if summary else 0
     room = cap - reserve
     largest = settings.frame_max_pixels
     fit = room // (text + image_tokens_at(largest)) if room > 0 else 0
@@ -70,10 +73,23 @@ def frame_budget(settings: Settings, cap: int, frames: int, *, heard: bool) -> F
     return None
 
 
-def least_budget(settings: Settings, *, heard: bool) -> int:
-    """The smallest max_total_tokens a frame-mode job can be planned within."""
+def frame_cost(settings: Settings, *, heard: bool) -> int:
+    """The most one frame's request costs: its texts, its image at full size, its answer."""
+    _reserve, text = _summary_and_frame_text(settings, heard=heard)
+    return text + image_tokens_at(settings.frame_max_pixels)
+
+
+def frames_cost(settings: Settings, frames: int, *, heard: bool, summary: bool = True) -> int:
+    """The most a frame-mode plan of `frames` frames (and its summary) costs."""
+    reserve, _text = _summary_and_frame_text(settings, heard=heard)
+    return frames * frame_cost(settings, heard=heard) + (reserve if summary else 0)
+
+
+def least_budget(settings: Settings, *, heard: bool, summary: bool = True) -> int:
+    """The smallest max_total_tokens a frame-mode job (an image: `summary` False) can be
+    planned within."""
     reserve, text = _summary_and_frame_text(settings, heard=heard)
-    return reserve + text + image_tokens_at(MIN_IMAGE_TOKENS * PATCH_PIXELS)
+    return (reserve if summary else 0) + text + image_tokens_at(MIN_IMAGE_TOKENS * PATCH_PIXELS)
 
 
 def _summary_and_frame_text(settings: Settings, *, heard: bool) -> tuple[int, int]:

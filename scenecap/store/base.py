@@ -9,6 +9,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -73,6 +74,12 @@ class MediaStore(ABC):
     @abstractmethod
     def get(self, key: str) -> bytes:
         """A small object's bytes."""
+
+    def delete_partials(self, older_than: timedelta) -> int:
+        """Delete what writes cut short by a crash left behind, untouched for `older_than`;
+        how many. (S3 keeps no such objects: its unfinished multipart uploads are aborted by
+        the bucket's lifecycle rule, README "Media store".)"""
+        return 0
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,6 +15,8 @@ from scenecap.core.errors import StoredObjectMissing, StoreUnavailable
 from scenecap.store.base import MediaStore, StoredObject, ThreadedSink
 
 _PARTIAL = ".partial-"
+# Object keys and paths stay in the logs: a client is told only what went wrong.
+_MISSING = "a stored object this needs is missing (deleted, or never written)"
 
 
 class LocalStore(MediaStore):
@@ -69,19 +73,19 @@ class LocalStore(MediaStore):
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StoredObjectMissing(f"the store has no {key}") from None
+            raise StoredObjectMissing(_MISSING) from None
 
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
         except FileNotFoundError:
-            raise StoredObjectMissing(f"the store has no {key}") from None
+            raise StoredObjectMissing(_MISSING) from None
 
     def download(self, key: str, dest: Path) -> None:
         try:
             shutil.copyfile(self._path(key), dest)
         except FileNotFoundError:
-            raise StoredObjectMissing(f"the store has no {key}") from None
+            raise StoredObjectMissing(_MISSING) from None
 
     def copy(self, source: str, dest: str) -> None:
         final = self._path(dest)
@@ -95,7 +99,7 @@ class LocalStore(MediaStore):
             partial.replace(final)
         except FileNotFoundError:
             partial.unlink(missing_ok=True)
-            raise StoredObjectMissing(f"the store has no {source}") from None
+            raise StoredObjectMissing(_MISSING) from None
 
     def size(self, key: str) -> int | None:
         try:
@@ -119,6 +123,13 @@ class LocalStore(MediaStore):
             shutil.rmtree(self.root / prefix, ignore_errors=True)
         return len(doomed)
 
+    def delete_partials(self, older_than: timedelta) -> int:
+        before = time.time() - older_than.total_seconds()
+        doomed = [p for p in self.root.rglob(f"*{_PARTIAL}*") if _mtime(p) < before]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return len(doomed)
+
     def ping(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -136,3 +147,10 @@ class LocalStore(MediaStore):
     def _partial(self, final: Path) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         return final.with_name(f"{final.name}{_PARTIAL}{uuid.uuid4().hex}")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # renamed into place (or removed) meanwhile
+        return time.time()

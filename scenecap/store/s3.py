@@ -9,6 +9,7 @@ variables (or the instance's role). Why obstore rather than boto3: README, "Medi
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from scenecap.core.errors import StoredObjectMissing, StoreUnavailable
 from scenecap.store.base import CHUNK, MediaStore, StoredObject
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _DELETE_BATCH = 1000  # what one S3 DeleteObjects request takes
 PART = 5 * CHUNK
 
@@ -91,7 +93,7 @@ class S3Store(MediaStore):
                 for meta in batch:
                     yield StoredObject(str(meta["path"]), int(meta["size"]))
         except BaseError as exc:
-            raise StoreUnavailable(f"the media store failed: {type(exc).__name__}") from None
+            raise _unavailable(prefix, exc) from None
 
     def delete_prefix(self, prefix: str) -> int:
         doomed = [item.key for item in self.list(prefix)]
@@ -106,7 +108,7 @@ class S3Store(MediaStore):
         try:
             next(iter(batches), None)
         except BaseError as exc:
-            raise StoreUnavailable(f"the media store failed: {type(exc).__name__}") from None
+            raise _unavailable("", exc) from None
 
 
 class _RangedReader(io.RawIOBase):
@@ -145,20 +147,28 @@ def _guard(key: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except (NotFoundError, FileNotFoundError):
-        raise StoredObjectMissing(f"the store has no {key}") from None
+        log.info("the store has no %s", key)
+        raise StoredObjectMissing(_MISSING) from None
     except (BaseError, OSError) as exc:
-        raise StoreUnavailable(f"the media store failed: {_reason(exc)}") from None
+        raise _unavailable(key, exc) from None
 
 
 async def _guard_async(key: str, call: Any) -> None:
     try:
         await call
     except (NotFoundError, FileNotFoundError):
-        raise StoredObjectMissing(f"the store has no {key}") from None
+        log.info("the store has no %s", key)
+        raise StoredObjectMissing(_MISSING) from None
     except (BaseError, OSError) as exc:
-        raise StoreUnavailable(f"the media store failed: {_reason(exc)}") from None
+        raise _unavailable(key, exc) from None
 
 
-def _reason(exc: BaseException) -> str:
-    # object_store's messages are long and carry request details; the first line suffices.
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+_MISSING = "a stored object this needs is missing (deleted, or never written)"
+
+
+def _unavailable(key: str, exc: BaseException) -> StoreUnavailable:
+    """The store failed: its endpoint, the key and the request's details go to the log only
+    (object_store's message carries them; its first line suffices)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    log.warning("media store failed on %s: %s", key, reason)
+    return StoreUnavailable(f"the media store failed ({type(exc).__name__}); try again shortly")

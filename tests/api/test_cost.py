@@ -288,14 +288,21 @@ def run_plan(client: httpx.Client, media_server: str, cap: int) -> dict[str, Any
 
 class TestQuotaAndUsage:
     def test_past_its_daily_tokens_a_key_gets_429_until_midnight(
-        self, api_url: str, session_factory: Any, media_server: str, fake_vlm: Any
+        self,
+        api_url: str,
+        session_factory: Any,
+        media_server: str,
+        fake_vlm: Any,
+        settings: Settings,
     ) -> None:
+        # Room for the least a job costs, and no more: one job, then the quota is spent.
+        least = least_budget(settings, heard=False)
         with session_factory.begin() as session:
-            _key, plaintext = create_key(session, "quota", tokens_per_day=100)
+            _key, plaintext = create_key(session, "quota", tokens_per_day=least)
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 2}
         with client_of(api_url, plaintext) as client:
-            job = run_job(client, body)  # under the quota when it starts
-            assert job["usage"]["total_tokens"] > 100
+            job = run_job(client, body)  # its plan shrank to what the quota held for it
+            assert 0 < job["usage"]["total_tokens"] <= least
             refused = client.post("/v2/media/categories", json=body)
             error = assert_error(refused, 429, "QUOTA_EXCEEDED")
             midnight = (datetime.now(UTC) + timedelta(days=1)).replace(
@@ -319,7 +326,8 @@ class TestQuotaAndUsage:
             assert report["to"] == today
             assert report["from"] == (datetime.now(UTC).date() - timedelta(days=29)).isoformat()
             assert report["jobs"] == {"COMPLETED": 2}
-            assert report["frames"] == 4 and report["reused_frames"] == 2
+            # Frames the model captioned (the ledger's), and those reused without a call.
+            assert report["frames"] == 2 and report["reused_frames"] == 2
             assert report["total_tokens"] == first["usage"]["total_tokens"]
             assert report["media_seconds"] == pytest.approx(2 * first["media"]["duration"])
             assert second["usage"]["total_tokens"] == 0

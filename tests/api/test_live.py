@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable
 from html import escape
@@ -13,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.services.links import sign
+from api.services.links import new_token
 from db.keys import find_active_key, hash_key
+from scenecap.core.settings import Settings
 from tests.conftest import client_for, is_terminal, poll_job
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -99,8 +99,12 @@ def test_report_shows_thumbnails_captions_and_merged_results(
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
     frames = job["results"]["frames"]
-    thumbnails = re.findall(r"src='data:image/jpeg;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(thumbnails) == len(frames)
+    thumbnails = re.findall(r"<img [^>]*loading='lazy' src='([^']+)'", page)
+    assert len(thumbnails) == len(frames), "one lazy picture per frame, none inline"
+    with httpx.Client(base_url=str(client.base_url)) as browser:  # as the page's <img> asks
+        picture = browser.get(thumbnails[0].replace("&amp;", "&"))
+    assert picture.status_code == 200 and picture.content.startswith(b"\xff\xd8")
+    assert "immutable" in picture.headers["cache-control"]
     for frame in frames:
         assert frame["caption"].replace("'", "&#x27;") in page
     assert page.count("class='scene'") == len({f["scene_start"] for f in frames}) - 1
@@ -118,7 +122,7 @@ def test_a_segment_jobs_report_shows_segments_on_a_timeline_under_chapter_bands(
     page = client.get(f"/v2/media/categories/{job_id}/report").text
     segments, chapters = job["results"]["segments"], job["results"]["chapters"]
     assert len(segments) == 4 and page.count("class='segment'") == len(segments)
-    thumbnails = re.findall(r"src='data:image/jpeg;base64,([A-Za-z0-9+/=]+)'", page)
+    thumbnails = re.findall(r"<img [^>]*loading='lazy' src='([^']+)'", page)
     assert len(thumbnails) == len(segments), "one thumbnail per segment"
     bands = re.search(r"<div class='chapters'[^>]*>(.*?)</div></div>", page)
     assert bands is not None
@@ -148,6 +152,7 @@ def test_share_links_open_the_report_without_the_key_until_they_expire(
     session_factory: Any,
     media_server: str,
     fake_vlm: Any,
+    settings: Settings,
 ) -> None:
     key = new_key()
     with client_for(api_url, key) as client:
@@ -162,7 +167,8 @@ def test_share_links_open_the_report_without_the_key_until_they_expire(
     with session_factory() as session:
         owner = find_active_key(session, hash_key(key))
         assert owner is not None
-        expired = sign(owner.key_hash, uuid.UUID(job_id), int(time.time()) - 1)
+    secret = settings.secret_key.get_secret_value().encode()  # type: ignore[union-attr]
+    expired, _ = new_token(secret, owner.id, uuid.UUID(job_id), -1)
     tampered = token[:-2] + ("BB" if token.endswith("AA") else "AA")
 
     with httpx.Client(base_url=api_url) as anyone:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import Engine, event
 
 from api.main import create_app
@@ -25,7 +26,7 @@ SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
 def metrics_url(settings: Settings, database: str) -> Iterator[str]:
     """An API whose scrapes are never reused, so figures can be compared job by job."""
     app = create_app(
-        settings.model_copy(update={"metrics_token": TOKEN, "metrics_cache_seconds": 0})
+        settings.model_copy(update={"metrics_token": SecretStr(TOKEN), "metrics_cache_seconds": 0})
     )
     with serve_app(app) as url:
         yield url
@@ -62,7 +63,9 @@ class TestAccess:
         assert "SCENECAP_METRICS_TOKEN" in refused["message"]
 
     def test_a_scrape_is_reused_for_the_cache_period(self, settings: Settings) -> None:
-        cached = settings.model_copy(update={"metrics_token": TOKEN, "metrics_cache_seconds": 600})
+        cached = settings.model_copy(
+            update={"metrics_token": SecretStr(TOKEN), "metrics_cache_seconds": 600}
+        )
         app = create_app(cached)
         statements: list[str] = []
 

@@ -46,6 +46,14 @@ def test_a_completed_jobs_report_shows_its_thumbnails_and_captions(
 
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(share(client, api_url, job_id), wait_until="load")
+    # The pictures load lazily, as they come into view.
+    for picture in page.locator("article.frame img").all():
+        picture.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "[...document.querySelectorAll('article.frame img')]"
+        ".every(i => i.complete && i.naturalWidth > 0)",
+        timeout=15_000,
+    )
     images = page.evaluate(
         "[...document.querySelectorAll('article.frame img')]"
         ".map(i => ({complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))"

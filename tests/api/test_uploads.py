@@ -181,7 +181,8 @@ class TestStoredMedia:
                 self.wfile.write(sample)
 
         with serve_http(Counting) as origin:
-            fake_vlm.fail_next = 100  # the model is down: the first run fails after fetching
+            # The model is down for longer than the job's attempts: it fails after fetching.
+            fake_vlm.fail_next = 100
             job_id = client.post(
                 "/v2/media/categories", json={"media_url": f"{origin}/v.mp4", "max_frames": 2}
             ).json()["job_id"]
@@ -194,7 +195,9 @@ class TestStoredMedia:
             fake_vlm.fail_next = 0  # the model is back: run the job again
             with session_factory.begin() as session:
                 session.execute(
-                    update(Job).where(Job.id == uuid.UUID(job_id)).values(status="PENDING")
+                    update(Job)
+                    .where(Job.id == uuid.UUID(job_id))
+                    .values(status="PENDING", attempts=0)
                 )
             JobQueue.of(settings).send(Message(PROCESS_JOB, (job_id,)))
             assert poll_job(client, job_id, until=is_terminal)["status"] == "COMPLETED"

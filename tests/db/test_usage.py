@@ -1,5 +1,6 @@
-"""Usage sums and the quota's count read the same in the embedded default (SQLite) as in
-PostgreSQL (which the API tests cover): JSON figures, UTC days, per key."""
+"""The spend ledger, usage sums and the quota's room read the same in the embedded default
+(SQLite) as in PostgreSQL (which the API tests cover): per key and UTC day, whatever
+becomes of the jobs."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from db import jobs as job_repo
-from db import usage
+from db import spend, usage
 from db.keys import create_key
 from db.session import make_engine, make_session_factory
+from db.spend import Spent
 from migrations.apply import upgrade
 from scenecap.core.enums import JobStatus
 
 
-def test_sqlite_sums_usage_by_day_and_key(tmp_path: Path) -> None:
+def test_sqlite_ledger_sums_by_day_and_key_and_outlives_purges(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'dev.db'}"
     upgrade(url)
     engine = make_engine(url)
     sessions = make_session_factory(engine)
+    today = datetime.now(UTC).date()
     with sessions.begin() as session:
         key, _plaintext = create_key(session, "dev")
         other, _ = create_key(session, "other")
+        made = []
         for owner, tokens in ((key, 12), (key, 30), (other, 1000)):
             job = job_repo.create_job(
                 session,
@@ -32,18 +36,38 @@ def test_sqlite_sums_usage_by_day_and_key(tmp_path: Path) -> None:
                 use_scenes=False,
                 status=JobStatus.PROCESSING,
                 media_info={"duration": 12.5},
+                tokens_reserved=500 if owner is key else None,
+                tokens_spent=tokens,
             )
-            figures = {"frames": 3, "prompt_tokens": tokens - 2, "completion_tokens": 2}
-            job_repo.complete_job(
-                session, job.id, results={}, usage={**figures, "total_tokens": tokens}
-            )
-    today = datetime.now(UTC).date()
+            spend.record(session, owner.id, Spent(tokens - 2, 2, frames=3))
+            made.append(job.id)
+        job_repo.complete_job(session, made[0], results={}, usage={"total_tokens": 12})
+        spend.record(session, key.id, Spent(5, 0), day=today - timedelta(days=3))
     with sessions() as session:
-        [row] = usage.by_day(session, key.id, today - timedelta(days=1), today)
-        assert (row["day"], row["status"], row["jobs"]) == (today.isoformat(), "COMPLETED", 2)
-        assert (row["frames"], row["total_tokens"], row["media_seconds"]) == (6, 42, 25.0)
-        assert usage.by_day(session, key.id, today - timedelta(days=9), today - timedelta(1)) == []
-        assert usage.tokens_today(session, key.id) == 42
+        days = usage.by_day(session, key.id, today - timedelta(days=1), today)
+        [(day, figures)] = days.items()
+        assert day == today.isoformat()
+        assert figures["jobs"] == {"COMPLETED": 1, "PROCESSING": 1}
+        assert (figures["frames"], figures["total_tokens"], figures["media_seconds"]) == (
+            6,
+            42,
+            25.0,
+        )
+        assert (
+            usage.by_day(session, key.id, today - timedelta(days=9), today)[
+                (today - timedelta(days=3)).isoformat()
+            ]["total_tokens"]
+            == 5
+        )
+        assert spend.tokens_today(session, key.id) == 42
+        # What the one active job still holds: its reservation less what it spent.
+        assert spend.tokens_held(session, key.id) == 500 - 30
         by_key = {r["key"]: r["total_tokens"] for r in usage.by_key(session)}
-        assert by_key == {"dev": 42, "other": 1000}
+        assert by_key == {"dev": 47, "other": 1000}
+    with sessions.begin() as session:
+        for job_id in made:
+            job_repo.purge_job(session, job_id)
+    with sessions() as session:
+        assert spend.tokens_today(session, key.id) == 42, "a purge gives no spend back"
+        assert spend.tokens_held(session, key.id) == 0
     engine.dispose()

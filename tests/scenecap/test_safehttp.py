@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -15,7 +17,12 @@ from scenecap.core.errors import (
     UrlNotAllowed,
     UrlRejected,
 )
-from scenecap.core.safehttp import SafeHttpClient, UrlPolicy, is_public_address
+from scenecap.core.safehttp import (
+    AsyncSafeHttpClient,
+    SafeHttpClient,
+    UrlPolicy,
+    is_public_address,
+)
 
 BLOCKED = [
     "127.0.0.1",
@@ -87,6 +94,27 @@ def public_policy() -> UrlPolicy:
     return FixedResolution(allow_private=False)
 
 
+def peek(
+    policy: UrlPolicy,
+    url: str,
+    handler: Callable[[httpx.Request], httpx.Response] | None = None,
+    *,
+    nbytes: int = 4096,
+    max_redirects: int = 5,
+) -> bytes:
+    """The submit-time look at a URL (the async client), answered by `handler` if given."""
+    transport = httpx.MockTransport(handler) if handler is not None else None
+
+    async def look() -> bytes:
+        client = AsyncSafeHttpClient(policy, max_redirects=max_redirects, transport=transport)
+        try:
+            return await client.peek(url, nbytes=nbytes)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(look())
+
+
 class TestSafeClient:
     def test_connection_is_pinned_to_the_checked_address_and_keeps_host(self) -> None:
         seen: list[httpx.Request] = []
@@ -95,8 +123,8 @@ class TestSafeClient:
             seen.append(request)
             return httpx.Response(200, stream=httpx.ByteStream(b"\xff\xd8\xff rest"))
 
-        with SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client:
-            assert client.peek("https://media.example/v.jpg", nbytes=3) == b"\xff\xd8\xff"
+        found = peek(public_policy(), "https://media.example/v.jpg", handler, nbytes=3)
+        assert found == b"\xff\xd8\xff"
         assert seen[0].url.host == "93.184.216.34"
         assert seen[0].headers["host"] == "media.example"
         assert seen[0].extensions["sni_hostname"] == "media.example"
@@ -105,23 +133,15 @@ class TestSafeClient:
         def handler(request: httpx.Request) -> httpx.Response:
             return httpx.Response(302, headers={"Location": "http://127.0.0.1/secret"})
 
-        with (
-            SafeHttpClient(public_policy(), transport=httpx.MockTransport(handler)) as client,
-            pytest.raises(UrlNotAllowed),
-        ):
-            client.peek("http://media.example/v.mp4")
+        with pytest.raises(UrlNotAllowed):
+            peek(public_policy(), "http://media.example/v.mp4", handler)
 
     def test_redirect_loops_are_bounded(self) -> None:
         def handler(request: httpx.Request) -> httpx.Response:
             return httpx.Response(302, headers={"Location": "/again"})
 
-        with (
-            SafeHttpClient(
-                public_policy(), max_redirects=3, transport=httpx.MockTransport(handler)
-            ) as client,
-            pytest.raises(MediaUnreachable, match="redirects"),
-        ):
-            client.peek("http://media.example/v.mp4")
+        with pytest.raises(MediaUnreachable, match="redirects"):
+            peek(public_policy(), "http://media.example/v.mp4", handler, max_redirects=3)
 
     @pytest.mark.parametrize("declared", [None, "10"], ids=["no-length", "lying-length"])
     def test_byte_cap_holds_whatever_content_length_says(self, declared: str | None) -> None:
@@ -164,10 +184,7 @@ class TestBypasses:
             seen.append(request)
             return httpx.Response(200, stream=httpx.ByteStream(b"\xff\xd8\xff"))
 
-        with SafeHttpClient(
-            Rebinding(allow_private=False), transport=httpx.MockTransport(handler)
-        ) as client:
-            client.peek("http://rebind.example/v.jpg")
+        peek(Rebinding(allow_private=False), "http://rebind.example/v.jpg", handler)
         assert [r.url.host for r in seen] == ["93.184.216.34"]
 
     def test_proxy_settings_in_the_environment_are_ignored(
@@ -201,8 +218,8 @@ class TestBypasses:
             monkeypatch.delenv(name, raising=False)
         try:
             # The production client (no transport injected), on loopback only.
-            with SafeHttpClient(UrlPolicy(allow_private=True)) as client:
-                client.peek(f"http://127.0.0.1:{target.server_address[1]}/v.jpg", nbytes=3)
+            url = f"http://127.0.0.1:{target.server_address[1]}/v.jpg"
+            peek(UrlPolicy(allow_private=True), url, nbytes=3)
             assert proxied == [], "nothing may go through the proxy"
             assert direct == ["/v.jpg"]
         finally:

@@ -26,7 +26,7 @@ class SpeechClient:
         self.settings = settings
         self._client = model_client(
             settings.asr_base_url,
-            settings.asr_api_key,
+            settings.asr_api_key.get_secret_value(),
             timeout=settings.asr_timeout_seconds,
             max_connections=settings.asr_max_concurrency,
             transport=transport,

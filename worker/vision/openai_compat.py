@@ -46,7 +46,7 @@ class OpenAIBackend(TextRequests, VisionBackend):
         self.max_concurrency = settings.vlm_max_concurrency
         self._client = model_client(
             settings.vlm_base_url,
-            settings.vlm_api_key,
+            settings.vlm_api_key.get_secret_value(),
             timeout=settings.vlm_timeout_seconds,
             max_connections=settings.vlm_max_concurrency,
             transport=transport,
