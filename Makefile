@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech bench-search bench-cost constraints clean
+.PHONY: install demo dev services lint test bench bench-captioning bench-load bench-api bench-store bench-long bench-speech bench-search bench-cost bench-abuse constraints clean
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh
 # clone installs what was tested; `make constraints` re-resolves it from pyproject.toml.
@@ -55,6 +55,9 @@ bench-cost: install services ## the same 10-minute video twice: the second job's
 
 bench-store: install services ## a 1 GB upload through the API into a local folder and S3 (SeaweedFS), vs cp / a direct put
 	$(BIN)/python -m bench.store
+
+bench-abuse: install services ## tenancy bounds: 1,000 event streams vs an authenticated GET, 10x30 MB bodies' RSS, a small key's search among 600,000 passages, the ledger's share of a submit and a frame
+	$(BIN)/python -m bench.abuse $(BENCH_ARGS)
 
 bench-api: install services ## wrk against one API process, then two: GET job, list, POST, vs /healthz
 	scripts/ensure-tools.sh wrk

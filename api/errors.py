@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,6 @@ from scenecap.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from scenecap.core.media import is_data_uri
-from scenecap.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +126,21 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _pool_exhausted)
 
 
+# What a body costs in memory while handled, in multiples of its size (measured: bench/abuse).
+PARSED_COPIES = 3
+
+
 class BodyLimits:
     """Bound what request bodies may cost the process before any route sees them.
 
     - Size: JSON bodies up to MAX_JSON_BYTES, except on the routes that take `data:` media
-      (`media_paths`), which may reach MAX_REQUEST_BYTES (their routes then check that the
-      rest of the body is within MAX_JSON_BYTES: `check_json_size`); 413 past either,
-      whether or not Content-Length is sent.
-    - Memory: the bytes of all bodies being read or held by this process are capped
-      (BODY_BYTES_IN_FLIGHT); a body that would pass the cap is refused with 503.
+      (`media_paths`), which may reach MAX_REQUEST_BYTES as long as the rest of the body,
+      less its `data:` strings, is within MAX_JSON_BYTES; 413 past either, whether or not
+      Content-Length is sent.
+    - Memory: what all bodies being read or held by this process cost is capped
+      (BODY_BYTES_IN_FLIGHT); a body counts PARSED_COPIES times its size (its bytes, the
+      parsed JSON's string, the media decoded from it). One that would pass the cap is
+      refused with 503 and Retry-After.
     - Time: a body that stalls for UPLOAD_IDLE_SECONDS is refused with 408; a client that
       goes away is let go quietly.
 
@@ -179,52 +184,64 @@ class BodyLimits:
         if size > limit:
             await error_response(_too_large(limit))(scope, receive, send)
             return
-        held = 0
+        size = 0  # bytes read so far; the body costs PARSED_COPIES times as much
         try:
-            chunks: list[bytes] = []
-            while True:
-                try:
-                    message = await asyncio.wait_for(receive(), self.idle_seconds)
-                except TimeoutError:
-                    raise RequestTimeout(
-                        f"the request body stalled for {self.idle_seconds:g} s",
-                        {"idle_seconds": self.idle_seconds},
-                    ) from None
-                if message["type"] != "http.request":
-                    return  # the client went away: nothing to answer
-                chunk = message.get("body", b"")
-                if held + len(chunk) > limit:
-                    raise _too_large(limit)
-                if self.held + len(chunk) > self.in_flight_bytes:
-                    raise ServiceUnavailable(
-                        "the service is receiving too much at once; try again shortly",
-                        {"retry_after": 2},
-                    )
-                chunks.append(chunk)
-                held += len(chunk)
-                self.held += len(chunk)
-                if not message.get("more_body", False):
-                    break
-        except ScenecapError as refused:
-            await error_response(refused, headers=_retry_after(refused))(scope, receive, send)
-            self.held -= held
-            return
-        body = b"".join(chunks)
-        del chunks
-        scope.setdefault("state", {})["body_bytes"] = len(body)
-        replayed = False
+            try:
+                chunks: list[bytes] = []
+                while True:
+                    message = await self._next(receive)
+                    if message["type"] != "http.request":
+                        return  # the client went away: nothing to answer
+                    chunk = message.get("body", b"")
+                    if size + len(chunk) > limit:
+                        raise _too_large(limit)
+                    if self.held + PARSED_COPIES * len(chunk) > self.in_flight_bytes:
+                        raise ServiceUnavailable(
+                            "the service is receiving too much at once; try again shortly",
+                            {"retry_after": 2},
+                        )
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    self.held += PARSED_COPIES * len(chunk)
+                    if not message.get("more_body", False):
+                        break
+                body = b"".join(chunks)
+                del chunks
+                if limit != self.max_json_bytes and _less_data(body) > self.max_json_bytes:
+                    raise _too_large(self.max_json_bytes)
+            except ScenecapError as refused:
+                await error_response(refused, headers=_retry_after(refused))(scope, receive, send)
+                return
+            replayed = False
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        try:
             await self.app(scope, replay, send)
         finally:
-            self.held -= held
+            self.held -= PARSED_COPIES * size
+
+    async def _next(self, receive: Receive) -> Message:
+        try:
+            return await asyncio.wait_for(receive(), self.idle_seconds)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body stalled for {self.idle_seconds:g} s",
+                {"idle_seconds": self.idle_seconds},
+            ) from None
+
+
+# A JSON string holding a data: URI; base64 and percent-encoding have no quote or backslash.
+_DATA_STRING = re.compile(rb'"data:[^"\\]*"')
+
+
+def _less_data(body: bytes) -> int:
+    """The body's size without its `data:` strings: what MAX_JSON_BYTES bounds."""
+    return len(body) - sum(len(match) for match in _DATA_STRING.findall(body))
 
 
 def _too_large(limit: int) -> RequestTooLarge:
@@ -234,11 +251,3 @@ def _too_large(limit: int) -> RequestTooLarge:
 def _retry_after(error: ScenecapError) -> dict[str, str] | None:
     retry = error.details.get("retry_after")
     return {"Retry-After": str(retry)} if retry is not None else None
-
-
-def check_json_size(request: Request, settings: Settings, media_urls: list[str]) -> None:
-    """413 unless the body, less its `data:` media, is within MAX_JSON_BYTES."""
-    size = int(getattr(request.state, "body_bytes", 0))
-    data = sum(len(url) for url in media_urls if is_data_uri(url))
-    if size - data > settings.max_json_bytes:
-        raise _too_large(settings.max_json_bytes)

@@ -24,6 +24,7 @@ from api.routes import (
     webhooks,
 )
 from api.routes.metrics import MetricsCache
+from api.server import return_freed_memory
 from api.services import links
 from api.services.ask import QuestionModel
 from api.services.events import Watchers
@@ -43,6 +44,7 @@ READ_CONNECTIONS = 10
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API application for these settings (the environment's by default)."""
     settings = settings or get_settings()
+    return_freed_memory()
     # One connection per threadpool thread (anyio's default 40): a request holding a
     # connection while it waits for a thread can then never starve one that waits for a
     # connection (under load that deadlock turned into pool timeouts).

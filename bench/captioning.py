@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import httpx
 import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
 
 from db import jobs
 from db.keys import create_key
@@ -45,10 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def time_caption_stage(
-    settings: Settings, frames: list[ExtractedFrame], session_factory: object
+    settings: Settings, frames: list[ExtractedFrame], session_factory: sessionmaker[Session]
 ) -> float:
     """Seconds to caption and store all frames of a fresh job at these settings."""
-    with session_factory.begin() as session:  # type: ignore[attr-defined]
+    with session_factory.begin() as session:
         key, _ = create_key(session, "bench")
         job = jobs.create_job(
             session,
@@ -57,14 +58,14 @@ def time_caption_stage(
             media_type="video",
             requested_metadata=["categories", "tags"],
         )
-        job_id = job.id
-    with session_factory.begin() as session:  # type: ignore[attr-defined]
+        job_id, key_id = job.id, key.id
+    with session_factory.begin() as session:
         jobs.claim_job(session, job_id, "bench", 600)
     loop = asyncio.new_event_loop()
     backend = OpenAIBackend(settings)
     rt = Runtime(
         settings=settings,
-        session_factory=session_factory,  # type: ignore[arg-type]
+        session_factory=session_factory,
         store=open_store(settings),
         backend=backend,
         worker_id="bench",
@@ -73,7 +74,7 @@ def time_caption_stage(
     progress = ProgressReporter(
         session_factory,
         job_id,
-        lease_seconds=600,  # type: ignore[arg-type]
+        lease_seconds=600,
         min_interval=settings.progress_min_interval_seconds,
     )
     start = time.perf_counter()
@@ -81,6 +82,7 @@ def time_caption_stage(
         caption_frames(
             rt,
             job_id,
+            key_id,
             CaptionRequest(("categories", "tags")),
             frames,
             progress,
@@ -118,8 +120,16 @@ def fake_server(module: str, delay: float) -> Iterator[str]:
         process.wait()
 
 
+def decode(jpeg: bytes) -> np.ndarray:
+    """A frame's JPEG as pixels (it was encoded here: it decodes)."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
 def stats(base_url: str) -> dict[str, float]:
-    return httpx.get(base_url.removesuffix("/v1") + "/stats").json()  # type: ignore[no-any-return]
+    figures: dict[str, float] = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
+    return figures
 
 
 def main() -> None:
@@ -162,7 +172,7 @@ def main() -> None:
         settings = base.model_copy(update={"vlm_max_concurrency": 1, "vlm_base_url": url})
         overhead = time_caption_stage(settings, frames, session_factory)
         fake_work = stats(url)["work_seconds"]
-    images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    images = [decode(f.jpeg) for f in frames]
     start = time.perf_counter()
     for image in images:
         cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -33,12 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import psycopg
 import redis
 from celery import Celery
 
-from bench.captioning import fake_vlm, stats
+from bench.captioning import decode, fake_vlm, stats
 from bench.videos import CACHE, ensure_video, ffmpeg
 from db import jobs, work
 from db.keys import create_key
@@ -136,7 +135,8 @@ class PeakMemory:
     """Samples the resident memory of a process tree; keeps each process's peak (VmHWM)."""
 
     def __init__(self, roots: list[int]) -> None:
-        self.roots, self.peaks = roots, {}
+        self.roots = roots
+        self.peaks: dict[int, float] = {}
         self.names: dict[int, str] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -421,7 +421,7 @@ def overhead(video: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="scenecap-bench-") as folder, fake_vlm(0.0) as url:
         seconds = caption_only(url, frames, count, Path(folder))
         fake_work = stats(url)["work_seconds"]
-    images = [cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    images = [decode(f.jpeg) for f in frames]
     start = time.perf_counter()
     for image in images:
         cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -43,7 +43,7 @@ def measure(method: str, video: Path, **args: Any) -> dict[str, Any]:
         check=True,
         cwd=ROOT,
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def median_of(runs: int, method: str, video: Path, **args: Any) -> dict[str, Any]:

@@ -160,14 +160,16 @@ def prepare(jobs: int) -> tuple[uuid.UUID, str]:
     engine.dispose()
     # The bulk load goes in with the GIN index dropped and built again after, as one would.
     with psycopg.connect(PLAIN) as connection:
-        connection.execute("DROP INDEX ix_passages_tsv")
+        connection.execute("DROP INDEX ix_passages_key_tsv")
         with connection.cursor().copy(
             'COPY passages (job_id, api_key_id, kind, start, "end", text) FROM STDIN'
         ) as copy:
             for job_id, rows in generated:
                 for kind, start, end, text in rows:
                     copy.write_row((job_id, key.id, kind, start, end, text))
-        connection.execute("CREATE INDEX ix_passages_tsv ON passages USING gin (tsv)")
+        connection.execute(
+            "CREATE INDEX ix_passages_key_tsv ON passages USING gin (api_key_id, tsv)"
+        )
         connection.execute("ANALYZE passages")
         connection.commit()
     print(
@@ -233,7 +235,11 @@ def search_latency(key_id: uuid.UUID, plaintext: str, rounds: int) -> None:
         for query in QUERIES:
             params = {"q": query, "key": key_id, "job": None, "after_score": None}
             params |= {"after_id": None, "limit": 21}
-            sql += timed(lambda p=params: connection.execute(statement, p).fetchall(), rounds)
+
+            def run(p: dict[str, Any] = params) -> Any:
+                return connection.execute(statement, p).fetchall()
+
+            sql += timed(run, rounds)
     through_api: list[float] = []
     matches = []
     slowest: list[tuple[float, str]] = []
@@ -279,7 +285,9 @@ def _passages(connection: psycopg.Connection[Any]) -> int:
 def ask_overhead(key_id: uuid.UUID, plaintext: str, rounds: int) -> None:
     engine = make_engine(DATABASE)
     with psycopg.connect(PLAIN) as connection:
-        job_id = connection.execute("SELECT id FROM jobs ORDER BY id LIMIT 1").fetchone()[0]
+        first = connection.execute("SELECT id FROM jobs ORDER BY id LIMIT 1").fetchone()
+        assert first is not None
+        job_id = first[0]
     question = "When does the chef cook in the kitchen?"
     room = CONTEXT_TOKENS - 300 - TEMPLATE_TOKENS - text_tokens(SYSTEM, PROMPT, question)
     caller = Caller(key_id, "library", "", None)

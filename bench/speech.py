@@ -80,7 +80,7 @@ def in_fresh_process(code: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # Our chunks decoded `ahead` at a time, as the transcription stage decodes them.

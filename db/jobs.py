@@ -269,16 +269,6 @@ def requeue_job(session: Session, job_id: uuid.UUID, lease_seconds: int) -> bool
     return rowcount(result) == 1
 
 
-def count_active_for_key(session: Session, api_key_id: uuid.UUID) -> int:
-    """The key's media jobs that are PENDING or PROCESSING."""
-    query = (
-        select(func.count())
-        .select_from(Job)
-        .where(Job.api_key_id == api_key_id, Job.kind == JobKind.CATEGORIES, Job.status.in_(ACTIVE))
-    )
-    return session.scalar(query) or 0
-
-
 def cancel_active_jobs(session: Session, api_key_id: uuid.UUID) -> int:
     """Cancel every PENDING or PROCESSING job of the key (its webhooks go in the outbox)."""
     active = session.scalars(

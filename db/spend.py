@@ -10,17 +10,18 @@ submissions of one key never both see the same room.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, Uuid, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey, Job, KeySpend
-from db.session import dialect_insert
-from scenecap.core.enums import JobStatus, utcnow
+from scenecap.core.enums import JobKind, JobStatus, utcnow
 
 ACTIVE = (JobStatus.PENDING, JobStatus.PROCESSING)
 FIGURES = ("prompt_tokens", "completion_tokens", "total_tokens", "frames", "segments")
@@ -48,61 +49,102 @@ def record(session: Session, api_key_id: uuid.UUID, spent: Spent, day: date | No
     """Add what was spent to the key's ledger for the day (today, UTC)."""
     if not spent:
         return
-    values: dict[str, Any] = {
-        "prompt_tokens": spent.prompt_tokens,
-        "completion_tokens": spent.completion_tokens,
-        "total_tokens": spent.total_tokens,
-        "frames": spent.frames,
-        "segments": spent.segments,
-        "audio_seconds": spent.audio_seconds,
-    }
-    statement = dialect_insert(session)(KeySpend).values(
-        api_key_id=api_key_id, day=day or utcnow().date(), **values
-    )
-    added = {name: getattr(KeySpend, name) + statement.excluded[name] for name in values}
     session.execute(
-        statement.on_conflict_do_update(index_elements=["api_key_id", "day"], set_=added)
+        _upsert(session.get_bind().dialect.name),
+        {
+            "api_key_id": api_key_id,
+            "day": day or utcnow().date(),
+            "prompt_tokens": spent.prompt_tokens,
+            "completion_tokens": spent.completion_tokens,
+            "total_tokens": spent.total_tokens,
+            "frames": spent.frames,
+            "segments": spent.segments,
+            "audio_seconds": spent.audio_seconds,
+        },
     )
 
 
-def lock_key(session: Session, api_key_id: uuid.UUID) -> None:
-    """Hold the key's row until this transaction ends: quota and active-job checks of one key
-    run one at a time (SQLite: the write takes the database's write lock)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(ApiKey.id).where(ApiKey.id == api_key_id).with_for_update())
-    else:
-        session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(id=ApiKey.id))
+_ADDED = (*FIGURES, "audio_seconds")
 
 
-def tokens_today(session: Session, api_key_id: uuid.UUID) -> int:
-    """Tokens the key's model calls have cost since midnight UTC."""
-    spent = session.scalar(
-        select(KeySpend.total_tokens).where(
-            KeySpend.api_key_id == api_key_id, KeySpend.day == utcnow().date()
-        )
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """The ledger's upsert, built once: it runs for every frame, and building it cost several
+    times what PostgreSQL takes to run it (bench/abuse.py)."""
+    table = KeySpend.__table__
+    assert isinstance(table, Table)
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(
+        {name: bindparam(name) for name in ("api_key_id", "day", *_ADDED)}
     )
-    return int(spent or 0)
+    added = {name: table.c[name] + statement.excluded[name] for name in _ADDED}
+    return statement.on_conflict_do_update(index_elements=["api_key_id", "day"], set_=added)
 
 
-def tokens_held(session: Session, api_key_id: uuid.UUID, besides: uuid.UUID | None = None) -> int:
-    """What the key's active jobs still hold of their reservations (less what they spent)."""
-    outstanding = func.greatest if session.get_bind().dialect.name == "postgresql" else func.max
-    query = select(
-        func.coalesce(func.sum(outstanding(Job.tokens_reserved - Job.tokens_spent, 0)), 0)
-    ).where(Job.api_key_id == api_key_id, Job.status.in_(ACTIVE), Job.tokens_reserved.is_not(None))
-    if besides is not None:
-        query = query.where(Job.id != besides)
-    return int(session.scalar(query) or 0)
+@dataclass(frozen=True)
+class Standing:
+    """What a key's limits weigh, read under its lock."""
+
+    quota: int | None  # tokens per UTC day; None: no quota
+    active: int  # its categories jobs pending or running
+    used: int  # tokens spent today, plus what its active jobs still hold
 
 
-def count_active(session: Session, api_key_id: uuid.UUID, kind: str) -> int:
-    """The key's jobs of this kind that are PENDING or PROCESSING."""
-    query = (
+def standing(
+    session: Session, api_key_id: uuid.UUID, *, besides: uuid.UUID | None = None
+) -> Standing:
+    """Lock the key's row until this transaction ends, then read its standing: the quota
+    and active-job checks of one key run one at a time (SQLite: the write takes the
+    database's write lock). `besides`: a job whose own hold is left out.
+
+    Two statements, not one: a statement that waited for the lock still reads with the
+    snapshot it took before waiting, so its sums would miss what the lock's last holder
+    committed."""
+    dialect = session.get_bind().dialect.name
+    params = {"key": api_key_id, "day": utcnow().date(), "besides": besides}
+    session.execute(_lock(dialect), params)
+    quota, active, used = session.execute(_standing(dialect), params).one()
+    return Standing(quota, int(active), int(used))
+
+
+@functools.cache
+def _lock(dialect: str) -> Any:
+    key = bindparam("key", type_=Uuid())
+    if dialect == "postgresql":
+        return select(ApiKey.id).where(ApiKey.id == key).with_for_update()
+    return update(ApiKey).where(ApiKey.id == key).values(id=ApiKey.id)
+
+
+@functools.cache
+def _standing(dialect: str) -> Any:
+    """The standing's one query, built once (it runs for every submission)."""
+    key = bindparam("key", type_=Uuid())
+    besides = bindparam("besides", type_=Uuid())
+    active = (
         select(func.count())
         .select_from(Job)
-        .where(Job.api_key_id == api_key_id, Job.kind == kind, Job.status.in_(ACTIVE))
+        .where(Job.api_key_id == key, Job.kind == JobKind.CATEGORIES, Job.status.in_(ACTIVE))
+        .scalar_subquery()
     )
-    return int(session.scalar(query) or 0)
+    today = (
+        select(KeySpend.total_tokens)
+        .where(KeySpend.api_key_id == key, KeySpend.day == bindparam("day"))
+        .scalar_subquery()
+    )
+    outstanding = func.greatest if dialect == "postgresql" else func.max
+    held = (
+        select(func.coalesce(func.sum(outstanding(Job.tokens_reserved - Job.tokens_spent, 0)), 0))
+        .where(
+            Job.api_key_id == key,
+            Job.status.in_(ACTIVE),
+            Job.tokens_reserved.is_not(None),
+            or_(besides.is_(None), Job.id != besides),
+        )
+        .scalar_subquery()
+    )
+    return select(ApiKey.tokens_per_day, active, func.coalesce(today, 0) + held).where(
+        ApiKey.id == key
+    )
 
 
 def reserve_plan(
@@ -111,13 +153,11 @@ def reserve_plan(
     """Under the key's lock: the job now reserves its plan's estimate, or all the quota has
     left (beside the day's spend and the other active jobs' holds) if that is less. Returns
     the reservation, the most the job may spend in all (None: the key has no quota now)."""
-    lock_key(session, api_key_id)
-    quota = session.scalar(select(ApiKey.tokens_per_day).where(ApiKey.id == api_key_id))
+    now = standing(session, api_key_id, besides=job_id)
     reserved: int | None = None
-    if quota is not None:
+    if now.quota is not None:
         spent = int(session.scalar(select(Job.tokens_spent).where(Job.id == job_id)) or 0)
-        room = quota - tokens_today(session, api_key_id) - tokens_held(session, api_key_id, job_id)
-        reserved = max(0, min(estimate, spent + room))
+        reserved = max(0, min(estimate, spent + now.quota - now.used))
     session.execute(update(Job).where(Job.id == job_id).values(tokens_reserved=reserved))
     return reserved
 

@@ -245,6 +245,7 @@ def settings(
         webhook_timeout_seconds=1.5,
         # On, but far above what the tests' 20-per-second polling reaches (test_limits lowers it).
         rate_limit_per_minute=100_000,
+        share_rate_limit_per_minute=100_000,
         # Limits low enough for test_hostile_media to cross them cheaply.
         max_media_bytes=64 * 1024 * 1024,
         fetch_timeout_seconds=8,

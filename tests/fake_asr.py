@@ -92,6 +92,7 @@ def read_form(content_type: str, body: bytes) -> dict[str, Any]:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
         form[str(name)] = payload if part.get_filename() else payload.decode()
     return form
 

@@ -30,6 +30,7 @@ from scenecap.cli.sample import PALETTE
 def dominant_colour(jpeg: bytes) -> str:
     """The palette colour closest to the image's median pixel (the sample's background)."""
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
+    assert image is not None, "the fake model was sent an image that does not decode"
     median = np.median(image.reshape(-1, 3), axis=0)
     return min(PALETTE, key=lambda name: float(np.linalg.norm(np.array(PALETTE[name]) - median)))
 
@@ -106,6 +107,7 @@ def prompt_tokens_of(body: dict[str, Any], images: list[bytes]) -> int:
     pixels = 0
     for image in images:
         decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert decoded is not None, "the fake model was sent an image that does not decode"
         height, width = decoded.shape[:2]
         pixels += math.ceil(height / 28) * math.ceil(width / 28)
     return math.ceil(text / 4) + pixels

@@ -3,6 +3,7 @@ cannot run here; the suite's own worker and scheduler are started with compose's
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -177,3 +178,15 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_compose_has_no_default_secrets_and_a_least_privilege_store_identity() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in ("POSTGRES_PASSWORD", "S3_ACCESS_KEY", "S3_SECRET_KEY", "SCENECAP_SECRET_KEY"):
+        uses = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        assert uses and all(use.startswith(":?") for use in uses), (secret, uses)
+    assert compose()["services"]["postgres"]["image"].startswith("pgvector/pgvector:")
+    identities = json.loads(compose()["configs"]["seaweedfs-s3"]["content"])["identities"]
+    actions = {action for identity in identities for action in identity["actions"]}
+    assert actions and all(action.endswith(":scenecap") for action in actions), actions
+    assert not any(action.startswith("Admin") for action in actions)

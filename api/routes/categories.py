@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
-from api.errors import check_json_size, responses
+from api.errors import responses
 from api.responses import DeferredResponse
 from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
 from api.schemas.cost import BatchRequest, BatchResponse
@@ -67,7 +67,6 @@ async def submit(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    check_json_size(request, settings, [body.media_url])
     prepared = await run_in_threadpool(
         service.prepare_job,
         session,
@@ -135,7 +134,6 @@ async def submit_batch(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=190)] = None,
 ) -> BatchResponse:
-    check_json_size(request, settings, [str(item.get("media_url", "")) for item in body.requests])
     # The rate limit counts every item: the request itself was the first.
     refused: dict[int, errors.ScenecapError] = {}
     limiter = request.app.state.rate_limiter

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
-from api.errors import check_json_size, responses
+from api.errors import responses
 from api.responses import DeferredResponse
 from api.schemas import CompletionRequest, CompletionResponse
 from api.services.completions import answer_when_done, create_completion
@@ -41,7 +41,6 @@ async def complete(
     settings: SettingsDep,
     inspector: InspectorDep,
 ) -> Response:
-    check_json_size(request, settings, body.image_urls())
     job_id = await create_completion(session, key, body, inspector, settings)
     return DeferredResponse(
         lambda: answer_when_done(

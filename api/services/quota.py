@@ -26,18 +26,17 @@ def admit(
 ) -> int | None:
     """Lock the key, check its limits for one more job of `kind` costing at least
     `estimate` tokens; return what the job reserves (None: the key has no quota)."""
-    spend.lock_key(session, key.id)
+    now = spend.standing(session, key.id)
     most = settings.max_active_jobs_per_key
-    if kind == JobKind.CATEGORIES and most and spend.count_active(session, key.id, kind) >= most:
+    if kind == JobKind.CATEGORIES and most and now.active >= most:
         raise TooManyActiveJobs(
             f"this key already has {most} jobs pending or running; wait for some to end",
             {"limit": most, "retry_after": 10},
         )
-    if key.tokens_per_day is None:
+    if now.quota is None:
         return None
-    used = spend.tokens_today(session, key.id) + spend.tokens_held(session, key.id)
-    if used + estimate > key.tokens_per_day:
-        raise exceeded(key.tokens_per_day, used)
+    if now.used + estimate > now.quota:
+        raise exceeded(now.quota, now.used)
     return estimate
 
 
@@ -46,10 +45,9 @@ def charge(session: Session, key: Caller, estimate: int) -> None:
     key's lock) has room for them: a question answered in the API, whose charge is corrected
     to what the model reported once it answered."""
     if key.tokens_per_day is not None:
-        spend.lock_key(session, key.id)
-        used = spend.tokens_today(session, key.id) + spend.tokens_held(session, key.id)
-        if used + estimate > key.tokens_per_day:
-            raise exceeded(key.tokens_per_day, used)
+        now = spend.standing(session, key.id)
+        if now.quota is not None and now.used + estimate > now.quota:
+            raise exceeded(now.quota, now.used)
     spend.record(session, key.id, spend.Spent(prompt_tokens=estimate))
 
 

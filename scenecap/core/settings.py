@@ -131,7 +131,8 @@ class Settings(BaseSettings):
     max_streams_per_job: int = Field(10, ge=1)
     max_streams_per_key: int = Field(100, ge=1)
     stream_max_seconds: float = Field(3600.0, gt=0)
-    share_rate_limit_per_minute: int = Field(120, ge=1)
+    # Per share token and per client address; a report's pictures count (each is a request).
+    share_rate_limit_per_minute: int = Field(600, ge=1)
     statement_timeout_seconds: float = Field(15.0, gt=0)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)

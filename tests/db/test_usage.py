@@ -59,15 +59,14 @@ def test_sqlite_ledger_sums_by_day_and_key_and_outlives_purges(tmp_path: Path) -
             ]["total_tokens"]
             == 5
         )
-        assert spend.tokens_today(session, key.id) == 42
-        # What the one active job still holds: its reservation less what it spent.
-        assert spend.tokens_held(session, key.id) == 500 - 30
+        # Today's spend, and what the one active job still holds: its reservation less what
+        # it spent.
+        assert spend.standing(session, key.id).used == 42 + (500 - 30)
         by_key = {r["key"]: r["total_tokens"] for r in usage.by_key(session)}
         assert by_key == {"dev": 47, "other": 1000}
     with sessions.begin() as session:
         for job_id in made:
             job_repo.purge_job(session, job_id)
     with sessions() as session:
-        assert spend.tokens_today(session, key.id) == 42, "a purge gives no spend back"
-        assert spend.tokens_held(session, key.id) == 0
+        assert spend.standing(session, key.id).used == 42, "a purge gives no spend back"
     engine.dispose()

@@ -233,6 +233,19 @@ class TestFailures:
         assert job["status"] == "FAILED"
         assert job["error"]["code"] == "VISION_BACKEND_UNAVAILABLE"
 
+    def test_a_passing_model_outage_is_retried_not_a_verdict(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        # Enough failures to use up every retry of the first attempt's calls, not more.
+        fake_vlm.fail_next, fake_vlm.fail_status = 6, 503
+        job = poll_job(
+            client,
+            submit(client, media_url=f"{media_server}/sample.mp4", max_frames=2),
+            until=is_terminal,
+        )
+        assert job["status"] == "COMPLETED", job.get("error")
+        assert fake_vlm.fail_next == 0 and len(job["results"]["frames"]) == 2
+
     def test_transient_model_errors_are_retried(
         self, client: httpx.Client, media_server: str, fake_vlm: Any
     ) -> None:
