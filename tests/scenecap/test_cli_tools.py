@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import SCENECAP as SCENECAP_SCRIPT
@@ -249,3 +251,15 @@ def test_search_and_ask_print_times_and_fail_in_one_line(
     assert bad.returncode == 1 and bad.stderr.startswith("scenecap: error: VALIDATION_ERROR")
     for failed in (missing, bad):
         assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.jpeg", "photo.png"])
+def test_analyze_reads_a_local_photo_whatever_its_extension(tmp_path: Path, name: str) -> None:
+    # FFmpeg picks its image2 demuxer by the .jpg name for a photo this size, and image2
+    # refuses any seek: the extractor once seeked there and failed every local JPEG.
+    pixels = (np.random.default_rng(1).random((480, 720, 3)) * 255).astype(np.uint8)
+    assert cv2.imwrite(str(tmp_path / name), pixels)
+    done = run("analyze", str(tmp_path / name), "--json")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["status"] == "COMPLETED" and job["media_type"] == "image"

@@ -33,6 +33,7 @@ class FrameCursor:
         self.timeline = timeline
         self.clock = Clock.of(stream)
         self.packets: Iterator[Any] | None = None  # None: the decoder must seek first
+        self.fresh = True  # nothing read yet: the demuxer is at the file's start
         self.ready: dict[float, tuple[Any, float]] = {}  # wanted frames decoded early
         self.keep: set[float] = set()
 
@@ -125,11 +126,20 @@ class FrameCursor:
         seeking further back while the landing point is past it.
         """
         keyframe = self.timeline.keyframe_before(time)
+        # A demuxer that was just opened is on the first keyframe already. Seeking there
+        # anyway fails in some: FFmpeg's image2 (a still image named .jpg) refuses any seek.
+        first = not self.timeline.keyframes or keyframe <= self.timeline.keyframes[0] + _EPSILON
+        at_start, self.fresh = self.fresh and first, False
         back = 0.0
         while True:
-            self.container.seek(
-                self.clock.pts(keyframe - back), stream=self.stream, backward=True, any_frame=False
-            )
+            if not at_start:
+                self.container.seek(
+                    self.clock.pts(keyframe - back),
+                    stream=self.stream,
+                    backward=True,
+                    any_frame=False,
+                )
+            at_start = False
             packets = self.container.demux(self.stream)
             if back > keyframe + 1:  # At the very start: decode whatever the file begins with.
                 break
