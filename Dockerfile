@@ -14,7 +14,7 @@ COPY db ./db
 COPY scenecap ./scenecap
 COPY migrations ./migrations
 # The versions the test suite passed with (make constraints).
-RUN pip install --no-cache-dir -c constraints.txt ".[monitoring]"
+RUN pip install --no-cache-dir -c constraints.txt ".[monitoring,speech]"
 
 RUN useradd --create-home --uid 10001 scenecap
 USER scenecap

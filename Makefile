@@ -21,8 +21,9 @@ demo: install ## analyse a generated sample video on the embedded defaults and p
 dev: install ## the whole service on this machine (SQLite, embedded broker, local backend)
 	$(BIN)/scenecap dev
 
-services: ## make sure PostgreSQL and Redis run on 127.0.0.1 (for the tests)
+services: ## make sure PostgreSQL and Redis run on 127.0.0.1, and the tools the tests drive are installed
 	scripts/ensure-services.sh
+	scripts/ensure-tools.sh espeak-ng
 
 lint: install
 	$(BIN)/ruff check .

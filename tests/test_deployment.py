@@ -121,7 +121,8 @@ def test_flower_is_an_optional_profile_on_the_same_broker() -> None:
         "optional-dependencies"
     ]
     assert any(dep.startswith("flower") for dep in extras["monitoring"])
-    assert '".[monitoring]"' in (ROOT / "Dockerfile").read_text()
+    installed = re.search(r'pip install .*"\.\[([^\]]*)\]"', (ROOT / "Dockerfile").read_text())
+    assert installed and "monitoring" in installed.group(1).split(",")
     # Its API can shut workers down: published on this machine's loopback only.
     assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
 
@@ -190,3 +191,13 @@ def test_compose_has_no_default_secrets_and_a_least_privilege_store_identity() -
     actions = {action for identity in identities for action in identity["actions"]}
     assert actions and all(action.endswith(":scenecap") for action in actions), actions
     assert not any(action.startswith("Admin") for action in actions)
+
+
+def test_compose_mounts_the_local_speech_model_where_api_and_worker_look() -> None:
+    services = compose()["services"]
+    for name in ("api", "worker"):
+        folder = services[name]["environment"]["SCENECAP_ASR_MODEL_PATH"]
+        mounts = [volume.rsplit(":", 2) for volume in services[name]["volumes"]]
+        assert any(target == folder and mode == "ro" for _h, target, mode in mounts), name
+    installed = re.search(r'pip install .*"\.\[([^\]]*)\]"', (ROOT / "Dockerfile").read_text())
+    assert installed and "speech" in installed.group(1).split(",")

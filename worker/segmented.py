@@ -40,8 +40,7 @@ from worker.pipeline.segments import SegmentPlan, plan_segments
 from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 from worker.segment_budget import frames_that_fit, segment_cost, segments_within, summary_cost
-from worker.speech.asr import SpeechClient
-from worker.speech.transcribe import joined, speech_lines, transcribe_chunk
+from worker.speech.transcribe import joined, speech_backend, speech_lines, transcribe_chunk
 from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans
 from worker.spend import Spend, reserved_spec
 from worker.vision.base import CaptionedSegment, Usage
@@ -212,7 +211,7 @@ def transcribe_part(
     span = ChunkSpan(item.first, item.start or 0.0, math.inf if item.end is None else item.end)
 
     async def transcribed() -> Transcript:
-        client = SpeechClient(rt.settings)
+        client = speech_backend(rt.settings)
         try:
             return await transcribe_chunk(media, span, client, SandboxLimits.of(rt.settings))
         finally:

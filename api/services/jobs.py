@@ -32,11 +32,11 @@ from scenecap.core.errors import (
     JobNotFinished,
     JobNotFound,
     ModelNotAllowed,
-    TranscriptionUnavailable,
     ValidationFailed,
 )
 from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url
 from scenecap.core.settings import Settings
+from scenecap.core.speech import check_speech
 from scenecap.core.tasks import PROCESS_JOB
 from scenecap.core.tokens import frame_cost, least_budget
 from scenecap.store import MediaStore, paths
@@ -87,11 +87,8 @@ def prepare_job(
 
     `fingerprint` stands for the body in Idempotency-Key checks (a batch's item: the batch's
     and its place in it)."""
-    if TRANSCRIPT in body.metadata and settings.asr_backend == "none":
-        raise TranscriptionUnavailable(
-            "this service has no speech backend (SCENECAP_ASR_BACKEND=none): "
-            "ask without 'transcript'"
-        )
+    if TRANSCRIPT in body.metadata:
+        check_speech(settings)
     check_model(settings, body.model)
     if body.max_total_tokens is not None:
         _check_budget(body, settings)

@@ -22,9 +22,10 @@ from db.keys import create_key
 from db.session import Message, make_engine, make_session_factory
 from migrations.apply import upgrade
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
-from scenecap.core.errors import MediaUnreachable, ScenecapError, TranscriptionUnavailable
+from scenecap.core.errors import MediaUnreachable, ScenecapError
 from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, TRANSCRIPT, sniff_media
 from scenecap.core.settings import Settings
+from scenecap.core.speech import check_speech
 from scenecap.core.tasks import RUN_WORK_ITEM
 from scenecap.store import open_store
 from worker.items import run_work_item
@@ -59,10 +60,8 @@ def analyze(
     as the job queues them."""
     media_url, media_type = media_url_for(target)
     fields = dict(fields or {})
-    if TRANSCRIPT in fields.get("metadata", ()) and settings.asr_backend == "none":
-        raise TranscriptionUnavailable(
-            "--transcript needs a speech server: set SCENECAP_ASR_BACKEND"
-        )
+    if TRANSCRIPT in fields.get("metadata", ()):
+        check_speech(settings)
     if media_type != "video":  # a still image has no stretches of time: no segment mode
         fields.pop("segment_seconds", None)
     with tempfile.TemporaryDirectory(prefix="scenecap-analyze-") as home:

@@ -25,7 +25,7 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transcript",
         action="store_true",
-        help="also transcribe the speech (needs SCENECAP_ASR_BACKEND=openai)",
+        help="also transcribe the speech (needs SCENECAP_ASR_BACKEND=local or openai)",
     )
     parser.add_argument(
         "--max-total-tokens",

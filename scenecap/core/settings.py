@@ -67,8 +67,15 @@ class Settings(BaseSettings):
     vlm_max_images_per_request: int = Field(8, ge=1, le=64)
     caption_max_tokens: int = Field(300, ge=16)
 
-    # Speech (README, "Speech"): any server with OpenAI's POST /v1/audio/transcriptions.
-    asr_backend: Literal["none", "openai"] = "none"
+    # Speech (README, "Speech"): `openai`, any server with OpenAI's POST
+    # /v1/audio/transcriptions; `local`, faster-whisper in the worker (scenecap[speech]).
+    asr_backend: Literal["none", "openai", "local"] = "none"
+    # local: a CTranslate2 Whisper model's folder, how its weights compute, on what, with how
+    # many threads (0: one per core).
+    asr_model_path: str = ""
+    asr_compute_type: str = "int8"
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    asr_threads: int = Field(0, ge=0, le=256)
     asr_base_url: str = "http://127.0.0.1:8002/v1"
     asr_api_key: SecretStr = SecretStr("")
     asr_model: str = "whisper-1"

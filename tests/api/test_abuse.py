@@ -21,7 +21,6 @@ import httpx
 import pytest
 import redis
 
-from api.main import create_app
 from api.services import links
 from db.keys import find_active_key, hash_key
 from scenecap.core.settings import Settings
@@ -30,30 +29,15 @@ from tests.api.test_live import read_events
 from tests.conftest import (
     REDIS_URL,
     SCENECAP,
-    cancel_unfinished,
+    app_client,
     client_for,
     is_terminal,
     poll_job,
-    serve_app,
     settings_env,
     wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-
-@contextmanager
-def app_client(settings: Settings, key: str, **changes: Any) -> Iterator[tuple[Any, httpx.Client]]:
-    """Another API instance with some settings changed: the app, and a client of the key."""
-    app = create_app(settings.model_copy(update=changes))
-    with (
-        serve_app(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-        ) as client,
-    ):
-        yield app, client
-        cancel_unfinished(client)
 
 
 def submit(client: httpx.Client, media_server: str, **fields: Any) -> str:

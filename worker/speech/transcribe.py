@@ -1,5 +1,6 @@
 """Transcribe a video's sound chunk by chunk: each chunk decoded in the sandbox, sent to the
-speech server, and its answer put back on the video's timeline."""
+speech backend (a server, or the local model), and its answer put back on the video's
+timeline."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ from scenecap.core.settings import Settings
 from worker.pipeline.sandbox import SandboxLimits, run_sandboxed
 from worker.speech.asr import SpeechClient
 from worker.speech.audio import AUDIO_CHUNK, AudioChunk, decode_chunk
-from worker.speech.transcript import ChunkSpan, Spoken, Transcript, chunk_spans, keep
+from worker.speech.local import LocalSpeech
+from worker.speech.transcript import ChunkSpan, Transcript, chunk_spans, keep, without_repeats
+
+Speech = SpeechClient | LocalSpeech
+
+
+def speech_backend(settings: Settings) -> Speech:
+    """The configured backend (`openai` or `local`), for one event loop."""
+    return LocalSpeech(settings) if settings.asr_backend == "local" else SpeechClient(settings)
+
 
 # Chunks decoded ahead of the requests, two at a time: a request slot that frees finds its
 # next chunk ready, and at most ASR_MAX_CONCURRENCY + DECODES_AHEAD chunks are held at once.
@@ -19,7 +29,7 @@ DECODES_AHEAD = 2
 
 
 async def transcribe_chunk(
-    path: Path, span: ChunkSpan, client: SpeechClient, limits: SandboxLimits
+    path: Path, span: ChunkSpan, client: Speech, limits: SandboxLimits
 ) -> Transcript:
     """One chunk's part of the transcript: the segments it keeps, its language, and how
     much sound of its own span it held."""
@@ -37,7 +47,7 @@ async def decoded(path: Path, span: ChunkSpan, limits: SandboxLimits) -> AudioCh
     )
 
 
-async def heard_in(span: ChunkSpan, chunk: AudioChunk, client: SpeechClient) -> Transcript:
+async def heard_in(span: ChunkSpan, chunk: AudioChunk, client: Speech) -> Transcript:
     """What the speech server heard in a decoded chunk, put back on the video's timeline."""
     if chunk.seconds <= 0:
         return Transcript()
@@ -55,7 +65,7 @@ async def transcribe(
     """The whole transcript, chunks in flight at most ASR_MAX_CONCURRENCY at a time;
     `on_chunk(done, total)` after each."""
     spans = chunk_spans(duration, settings.asr_chunk_seconds)
-    client = SpeechClient(settings)
+    client = speech_backend(settings)
     sending = asyncio.Semaphore(settings.asr_max_concurrency)
     decoding = asyncio.Semaphore(DECODES_AHEAD)
     held = asyncio.Semaphore(settings.asr_max_concurrency + DECODES_AHEAD)
@@ -97,9 +107,7 @@ async def transcribe(
 
 def joined(parts: list[Transcript]) -> Transcript:
     """Chunks' parts, in time order, as one transcript (the first language reported)."""
-    segments: list[Spoken] = sorted(
-        (s for part in parts for s in part.segments), key=lambda s: (s.start, s.end)
-    )
+    segments = without_repeats([s for part in parts for s in part.segments])
     language = next((p.language for p in parts if p.language), "")
     return Transcript(language, segments, sum(p.audio_seconds for p in parts))
 

@@ -3,7 +3,9 @@ answers are stitched so no words repeat at a border, and what was said during a 
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +101,38 @@ def keep(span: ChunkSpan, offset: float, answer: ChunkAnswer) -> list[Spoken]:
         if span.start <= (start + end) / 2 < span.end and text.strip():
             kept.append(Spoken(round(start, 3), round(end, 3), text.strip()))
     return kept
+
+
+def without_repeats(segments: list[Spoken]) -> list[Spoken]:
+    """Segments in time order, less those heard twice at a chunk border. Both chunks hear
+    the overlap, and a model's times at the very edge of its audio can drift by a second,
+    so each may place a sentence's middle in its own span: a segment that overlaps the one
+    before it and says the same words (or a part of them) is that same speech."""
+    kept: list[Spoken] = []
+    for segment in sorted(segments, key=lambda s: (s.start, s.end)):
+        last = kept[-1] if kept else None
+        if last is not None and _overlapping(last, segment) and _alike(last.text, segment.text):
+            if len(_words(segment.text)) > len(_words(last.text)):
+                kept[-1] = Spoken(last.start, max(last.end, segment.end), segment.text)
+            continue
+        kept.append(segment)
+    return kept
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _overlapping(one: Spoken, other: Spoken) -> bool:
+    """They share at least half of the shorter one's time."""
+    shared = min(one.end, other.end) - max(one.start, other.start)
+    return shared > 0.5 * min(one.end - one.start, other.end - other.start)
+
+
+def _alike(one: str, other: str) -> bool:
+    """The same words, give or take what a model hears differently at its audio's edge."""
+    a, b = _words(one), _words(other)
+    return bool(a and b) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.6
 
 
 @dataclass(frozen=True)
