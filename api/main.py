@@ -15,6 +15,7 @@ from api.ratelimit import RateLimiter
 from api.routes import (
     categories,
     completions,
+    exports,
     health,
     live,
     metrics,
@@ -139,5 +140,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(uploads.router)
     app.include_router(search.router)
+    app.include_router(exports.router)
     app.include_router(usage.router)
     return app

@@ -53,6 +53,8 @@ def _document(row: Row, *, with_results: bool) -> dict[str, Any]:
         "media_type": row["media_type"],
         "metadata": json_text["requested_metadata"],
         "use_scenes": row["use_scenes"],
+        "scene_threshold": row["scene_threshold"],
+        "min_scene_seconds": row["min_scene_seconds"],
         "max_frames": row["max_frames"],
         "segment_seconds": row["segment_seconds"],
         "frames_per_segment": row["frames_per_segment"] if row["segment_seconds"] else None,

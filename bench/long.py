@@ -50,6 +50,7 @@ from worker.pipeline.extract import ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.scenes import (
+    DetectorOptions,
     FrameScores,
     chunk_bounds,
     cuts_from_scores,
@@ -96,9 +97,10 @@ def scene_detection(video: Path, duration: float, chunk_seconds: float) -> None:
     def split() -> list[Any]:
         with multiprocessing.get_context("fork").Pool(2) as pool:
             parts = pool.map(_score, work_items, chunksize=1)
-        cuts = cuts_from_scores(
-            parts, detector=settings.scene_detector, threshold=settings.scene_threshold
+        options = DetectorOptions(
+            settings.scene_detector, settings.scene_threshold, settings.min_scene_seconds
         )
+        cuts = cuts_from_scores(parts, options)
         return scenes_from_cuts(cuts, duration)
 
     stitched, split_seconds = timed(split)

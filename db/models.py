@@ -92,6 +92,10 @@ class Job(Base):
     media_type: Mapped[str] = mapped_column(String(8))
     requested_metadata: Mapped[list[str]] = mapped_column(JSON)
     use_scenes: Mapped[bool] = mapped_column(Boolean, default=False)
+    # With use_scenes: the detector's threshold (None: the detector's default; SCENE_THRESHOLD)
+    # and the shortest scene it may cut, in seconds (None: MIN_SCENE_SECONDS).
+    scene_threshold: Mapped[float | None] = mapped_column(Float)
+    min_scene_seconds: Mapped[float | None] = mapped_column(Float)
     max_frames: Mapped[int] = mapped_column(Integer, default=60)
     # Segment mode (docs/architecture.md, "Long videos"): set, the job captions every stretch
     # of this many seconds with frames_per_segment frames in one request each.

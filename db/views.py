@@ -34,6 +34,8 @@ PLAIN_COLUMNS = (
     "media_url",
     "media_type",
     "use_scenes",
+    "scene_threshold",
+    "min_scene_seconds",
     "max_frames",
     "segment_seconds",
     "frames_per_segment",

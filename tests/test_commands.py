@@ -283,7 +283,7 @@ class TestShortLived:
             busy.bind(("127.0.0.1", 0))
             busy.listen()
             done = run("demo", "--port", str(busy.getsockname()[1]), env=env)
-        one_error_line(done, "SERVICE_UNAVAILABLE")
+        one_error_line(done, "PORT_IN_USE")
 
     def test_revoking_an_unknown_key_is_one_error_line(self, settings: Settings) -> None:
         one_error_line(

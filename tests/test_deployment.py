@@ -43,7 +43,7 @@ def test_compose_commands_are_real_cli_commands() -> None:
             assert command[1] == expected[name], f"{name} runs scenecap {command[1]}"
             build_parser().parse_args(command[1:])  # exits (fails the test) on an unknown option
             assert service["environment"]["SCENECAP_ENVIRONMENT"] == "production", name
-        elif name not in ("postgres", "redis", "seaweedfs", "flower"):
+        elif name not in ("postgres", "redis", "seaweedfs", "flower", "vllm", "ollama"):
             raise AssertionError(f"{name} runs neither scenecap nor a known server: {command}")
 
 
@@ -201,3 +201,18 @@ def test_compose_mounts_the_local_speech_model_where_api_and_worker_look() -> No
         assert any(target == folder and mode == "ro" for _h, target, mode in mounts), name
     installed = re.search(r'pip install .*"\.\[([^\]]*)\]"', (ROOT / "Dockerfile").read_text())
     assert installed and "speech" in installed.group(1).split(",")
+
+
+def test_compose_has_real_model_profiles_the_app_can_point_at() -> None:
+    services = compose()["services"]
+    vllm, ollama = services["vllm"], services["ollama"]
+    assert vllm["profiles"] == ["vllm"] and ollama["profiles"] == ["ollama"]
+    # Segment mode sends several images in one request: vLLM must be told to take them.
+    limit = next(arg for arg in vllm["command"] if arg.startswith("--limit-mm-per-prompt="))
+    assert '{"image":${SCENECAP_VLM_MAX_IMAGES_PER_REQUEST:-8}}' in limit
+    assert any(
+        arg.startswith("--max-model-len=${SCENECAP_VLM_CONTEXT_TOKENS") for arg in vllm["command"]
+    )
+    default_url = services["api"]["environment"]["SCENECAP_VLM_BASE_URL"]
+    assert default_url == "${SCENECAP_VLM_BASE_URL:-http://vllm:8000/v1}"
+    assert "ollama pull" in " ".join(ollama["entrypoint"])

@@ -43,6 +43,9 @@ def reuse_key(spec: JobSpec, sha256: str, model: str) -> str:
         "frames_per_segment": spec.frames_per_segment if spec.segment_seconds else None,
         "max_total_tokens": spec.max_total_tokens,
     }
+    if spec.use_scenes and (spec.scenes.threshold, spec.scenes.min_seconds) != (None, None):
+        # Only when asked for: every earlier job's key stays what it was.
+        plan["scenes"] = [spec.scenes.threshold, spec.scenes.min_seconds]
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 

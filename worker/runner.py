@@ -264,11 +264,7 @@ def plan_frames(
     progress.stage(JobStage.DETECTING_SCENES)
     scenes = run_sandboxed(
         lambda send: detect_scenes(
-            path,
-            info.duration,
-            detector=settings.scene_detector,
-            threshold=settings.scene_threshold,
-            on_progress=send,
+            path, info.duration, spec.scenes.detector(settings), on_progress=send
         ),
         SandboxLimits.of(settings),
         on_message=lambda fraction: progress.stage(JobStage.DETECTING_SCENES, fraction),

@@ -241,9 +241,7 @@ def _chunk_done(
             if spec.use_scenes and duration > 0:
                 blobs = work.results_of(session, spec.id, ItemKind.SCENES)
                 cuts = cuts_from_scores(
-                    [FRAME_SCORES.unpack(blob) for blob in blobs],
-                    detector=settings.scene_detector,
-                    threshold=settings.scene_threshold,
+                    [FRAME_SCORES.unpack(blob) for blob in blobs], spec.scenes.detector(settings)
                 )
                 scenes = scenes_from_cuts(cuts, duration)
                 log.info("job %s: %d scenes from %d chunks", spec.id, len(scenes), len(blobs))

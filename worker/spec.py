@@ -11,8 +11,25 @@ from db.models import Job, WorkItem
 from db.work import ItemKind
 from scenecap.core.enums import JobKind
 from scenecap.core.media import TRANSCRIPT
+from scenecap.core.settings import Settings
 from worker.pipeline.probe import MediaInfo
+from worker.pipeline.scenes import DetectorOptions
 from worker.vision.base import CaptionRequest
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """A job's own scene settings; None: the service's (SCENE_THRESHOLD, MIN_SCENE_SECONDS)."""
+
+    threshold: float | None
+    min_seconds: float | None
+
+    def detector(self, settings: Settings) -> DetectorOptions:
+        return DetectorOptions(
+            settings.scene_detector,
+            self.threshold if self.threshold is not None else settings.scene_threshold,
+            self.min_seconds if self.min_seconds is not None else settings.min_scene_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,7 @@ class JobSpec:
     metadata_types: tuple[str, ...]  # what the vision model labels
     wants_transcript: bool
     use_scenes: bool
+    scenes: SceneOptions
     max_frames: int
     model: str | None
     request: dict[str, Any] | None
@@ -47,6 +65,7 @@ class JobSpec:
             tuple(t for t in job.requested_metadata if t != TRANSCRIPT),
             TRANSCRIPT in job.requested_metadata,
             job.use_scenes,
+            SceneOptions(job.scene_threshold, job.min_scene_seconds),
             job.max_frames,
             job.model,
             job.request,

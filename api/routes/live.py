@@ -202,7 +202,8 @@ def share_job(
     job = service.get_job(session, key, job_id)
     lifetime = (body or ShareRequest()).expires_in
     token, expires_at = links.new_token(request.app.state.share_key, key.id, job.id, lifetime)
-    base = f"/v2/media/categories/{job.id}"
+    origin = request.app.state.settings.public_base_url.rstrip("/")
+    base = f"{origin}/v2/media/categories/{job.id}"
     return ShareLink(
         report_url=f"{base}/report?token={token}",
         events_url=f"{base}/events?token={token}",

@@ -15,6 +15,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     field_validator,
+    model_validator,
 )
 
 from scenecap.core.enums import JobStatus, as_utc
@@ -38,6 +39,11 @@ class CategoriesRequest(BaseModel):
         max_length=6,
     )
     use_scenes: StrictBool = False
+    # With use_scenes (docs/api.md, "Scenes"): on the detector's own scale (ContentDetector:
+    # 0-255, default 27; AdaptiveDetector: its adaptive threshold, default 3), and the
+    # shortest scene it may cut, in seconds.
+    scene_threshold: StrictFloat | StrictInt | None = Field(None, gt=0, le=255)
+    min_scene_seconds: StrictFloat | StrictInt | None = Field(None, ge=0, le=60)
     webhook_url: str | None = Field(None, max_length=2048)
     job_tag: str | None = Field(None, max_length=200)
     max_frames: StrictInt = Field(60, ge=1, le=60)
@@ -52,6 +58,15 @@ class CategoriesRequest(BaseModel):
     @classmethod
     def _unique_in_canonical_order(cls, value: list[str]) -> list[str]:
         return [name for name in REQUESTABLE if name in value]
+
+    @model_validator(mode="after")
+    def _scene_options_need_scenes(self) -> CategoriesRequest:
+        given = [
+            n for n in ("scene_threshold", "min_scene_seconds") if getattr(self, n) is not None
+        ]
+        if given and not self.use_scenes:
+            raise ValueError(f"{' and '.join(given)} need use_scenes: true")
+        return self
 
 
 class JobAccepted(BaseModel):
@@ -81,6 +96,8 @@ class JobOut(BaseModel):
     media_type: Literal["video", "image"]
     metadata: list[str]
     use_scenes: bool
+    scene_threshold: float | None
+    min_scene_seconds: float | None
     max_frames: int
     segment_seconds: float | None
     frames_per_segment: int | None
@@ -111,6 +128,8 @@ class JobOut(BaseModel):
             media_type=job.media_type,
             metadata=job.requested_metadata,
             use_scenes=job.use_scenes,
+            scene_threshold=job.scene_threshold,
+            min_scene_seconds=job.min_scene_seconds,
             max_frames=job.max_frames,
             segment_seconds=job.segment_seconds,
             frames_per_segment=job.frames_per_segment if job.segment_seconds else None,
@@ -153,6 +172,8 @@ class PublicJobOut(BaseModel):
     media_type: Literal["video", "image"]
     metadata: list[str]
     use_scenes: bool
+    scene_threshold: float | None
+    min_scene_seconds: float | None
     max_frames: int
     segment_seconds: float | None
     frames_per_segment: int | None

@@ -139,6 +139,8 @@ def store_job(
         "media_type": media.kind,
         "requested_metadata": list(body.metadata),
         "use_scenes": body.use_scenes,
+        "scene_threshold": body.scene_threshold,
+        "min_scene_seconds": body.min_scene_seconds,
         "max_frames": body.max_frames,
         # A still image has no stretches of time: segment mode is for videos.
         "segment_seconds": body.segment_seconds if media.kind == "video" else None,

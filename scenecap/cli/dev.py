@@ -6,10 +6,12 @@ SQLite file, kombu's filesystem broker and the `local` vision backend, all under
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,39 +19,50 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from db.keys import find_active_key, hash_key
+from scenecap.cli.database import transaction
 from scenecap.cli.keys import issue_key
-from scenecap.core.errors import ServiceUnavailable
+from scenecap.core.errors import PortInUse, ServiceUnavailable
 from scenecap.core.settings import get_settings
 
 # The children run this installation's own `scenecap` command.
 SCENECAP = [sys.executable, "-m", "scenecap.cli.main"]
 # Dev may fetch media from 127.0.0.1 (the demo serves its sample there); production may not.
+DEV_KEY_FILE = "dev-key.json"
 _DEV_DEFAULTS = {"SCENECAP_ALLOW_PRIVATE_URLS": "true", "SCENECAP_ENVIRONMENT": "development"}
+
+
+@dataclass(frozen=True)
+class DevKey:
+    key: str
+    webhook_secret: str
 
 
 @contextmanager
 def dev_stack(
-    host: str, port: int
-) -> Iterator[tuple[str, str, dict[str, subprocess.Popen[bytes]]]]:
-    """Start migrated storage, a worker and the API; yield the base URL, a fresh API key and
-    the two child processes."""
+    host: str, port: int, *, new_key: bool = False
+) -> Iterator[tuple[str, DevKey, dict[str, subprocess.Popen[bytes]]]]:
+    """Start migrated storage, a worker and the API; yield the base URL, the dev API key (the
+    one of the last start while it is valid, unless `new_key`) and the two child processes."""
     for name, value in _DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     get_settings.cache_clear()
     settings = get_settings()
+    _check_free(host, port)
 
     from migrations.apply import upgrade
 
     upgrade(settings.database_url)
-    key, _secret = issue_key(settings.database_url, "dev")
     home = Path(settings.embedded_broker_dir).parent
     home.mkdir(parents=True, exist_ok=True)
+    key = dev_key(settings.database_url, home / DEV_KEY_FILE, new=new_key)
     # Child output goes to a log file: the terminal (and `demo`'s JSON on stdout) stays clean.
     log = (home / "dev.log").open("ab")
     worker = subprocess.Popen(
@@ -73,6 +86,38 @@ def dev_stack(
                 process.kill()
 
 
+def dev_key(database_url: str, path: Path, *, new: bool) -> DevKey:
+    """The key `dev` printed last time (kept in `path`, readable by its owner only) while it
+    is not revoked; else a new one, kept there for the next start. A key per start would
+    hide the user's jobs after each restart and fill `keys list` with keys named dev."""
+    if not new and path.exists():
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            kept = json.loads(path.read_text())
+            with transaction(database_url) as session:
+                if find_active_key(session, hash_key(kept["key"])) is not None:
+                    return DevKey(kept["key"], kept["webhook_secret"])
+    plaintext, secret = issue_key(database_url, "dev")
+    partial = path.with_name(path.name + ".partial")
+    partial.touch(mode=0o600)
+    partial.write_text(json.dumps({"key": plaintext, "webhook_secret": secret}))
+    partial.replace(path)
+    return DevKey(plaintext, secret)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on, before printing a URL another server
+    would answer."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "stop what uses it, or pick another port with --port"
+            ) from None
+
+
 def worker_command(beat_schedule: Path, *, concurrency: int) -> list[str]:
     """`scenecap worker` on both queues with beat in-process (one machine, no separate beat)."""
     return [
@@ -81,15 +126,17 @@ def worker_command(beat_schedule: Path, *, concurrency: int) -> list[str]:
     ]  # fmt: skip
 
 
-def run_dev(host: str, port: int) -> int:
+def run_dev(host: str, port: int, *, new_key: bool = False) -> int:
     """Run until Ctrl-C or SIGTERM (then stop both children), after printing where the API
     is and a key to use; exit 1 if a child dies on its own."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stop.set())
-    with dev_stack(host, port) as (base_url, key, children):
+    with dev_stack(host, port, new_key=new_key) as (base_url, dev, children):
+        key = dev.key
         print(f"scenecap is running at {base_url}  (API docs: {base_url}/docs)")
-        print(f"API key: {key}")
+        print(f"API key: {key}  (kept for the next start; --new-key for another)")
+        print(f"Webhook signing secret: {dev.webhook_secret}")
         print(f"Try: curl -H 'Authorization: Bearer {key}' {base_url}/v2/media/categories")
         print(f"Logs: {get_settings().embedded_broker_dir.parent / 'dev.log'}", flush=True)
         while not stop.wait(1.0):
@@ -111,7 +158,7 @@ def run_demo(port: int) -> int:
             _serve_folder(folder) as media_base,
             dev_stack("127.0.0.1", port) as (base_url, key, _children),
         ):
-            job = _submit_and_wait(base_url, key, f"{media_base}/sample.mp4")
+            job = _submit_and_wait(base_url, key.key, f"{media_base}/sample.mp4")
     print(json.dumps(job, indent=2))
     return 0 if job["status"] == "COMPLETED" else 1
 

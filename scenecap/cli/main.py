@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="the whole service on this machine, embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument(
+        "--new-key", action="store_true", help="a new API key instead of the last start's"
+    )
     demo = commands.add_parser(
         "demo", help="start the embedded service, analyse a generated sample video, print it"
     )
@@ -107,7 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question", nargs="+", metavar="QUESTION")
     ask.add_argument("--max-tokens", type=int, default=300, help="the longest answer")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
-    for client_command in (submit, search, ask):
+    export = commands.add_parser(
+        "export", help="a completed job's captions, chapters, speech and text as timed cues"
+    )
+    export.add_argument("job_id", metavar="JOB_ID")
+    export.add_argument("--format", choices=("json", "csv", "srt", "vtt"), default="srt")
+    export.add_argument(
+        "--kind",
+        action="append",
+        choices=("caption", "chapter", "speech", "text"),
+        help="only cues of this kind (repeat for more; default: all)",
+    )
+    export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    get = commands.add_parser("get", help="one job: its state, or its results once finished")
+    get.add_argument("job_id", metavar="JOB_ID")
+    get.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    listed = commands.add_parser("list", help="your jobs, newest first")
+    listed.add_argument(
+        "--status", choices=("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
+    )
+    listed.add_argument("--limit", type=int, default=20, help="jobs per page (1-100)")
+    listed.add_argument("--cursor", default=None, help="the next page, as the last one said")
+    listed.add_argument("--json", action="store_true", help="print the page as JSON")
+    for client_command in (submit, search, ask, export, get, listed):
         client_command.add_argument(
             "--api-url",
             default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
@@ -137,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from scenecap.cli.dev import run_dev
 
-    return run_dev(host=args.host, port=args.port)
+    return run_dev(host=args.host, port=args.port, new_key=args.new_key)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -269,6 +296,24 @@ def _ask(args: argparse.Namespace) -> int:
     return run_ask(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_export
+
+    return run_export(args)
+
+
+def _get(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_get
+
+    return run_get(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_list
+
+    return run_list(args)
+
+
 # Each command imports what it needs when it runs: `scenecap submit` never loads the worker.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "dev": _dev,
@@ -285,6 +330,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "submit": _submit,
     "search": _search,
     "ask": _ask,
+    "export": _export,
+    "get": _get,
+    "list": _list,
 }
 
 

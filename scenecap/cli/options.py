@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
+from scenecap.core.errors import ValidationFailed
 from scenecap.core.media import METADATA_TYPES, TRANSCRIPT
 
 
@@ -12,15 +14,30 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenes", action="store_true", help="frames (or segments) follow the detected scenes"
     )
-    parser.add_argument("--max-frames", type=int, default=60, choices=range(1, 61), metavar="1-60")
+    parser.add_argument(
+        "--scene-threshold",
+        type=_within(0, 255, float, low_open=True),
+        metavar="T",
+        help="with --scenes: the detector's threshold (ContentDetector: 27 by default)",
+    )
+    parser.add_argument(
+        "--min-scene-seconds",
+        type=_within(0, 60, float),
+        metavar="SECONDS",
+        help="with --scenes: the shortest scene cut (0-60, default 0.5)",
+    )
+    parser.add_argument("--max-frames", type=_within(1, 60, int), metavar="1-60")
     parser.add_argument(
         "--segments",
-        type=_segment_seconds,
+        type=_within(2, 600, float),
         metavar="SECONDS",
         help="segment mode: caption every stretch of SECONDS (2-600) with several frames",
     )
     parser.add_argument(
-        "--frames-per-segment", type=int, default=4, choices=range(1, 17), metavar="1-16"
+        "--frames-per-segment",
+        type=_within(1, 16, int),
+        metavar="1-16",
+        help="with --segments: frames in each segment's request (default 4)",
     )
     parser.add_argument(
         "--transcript",
@@ -36,20 +53,48 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
-def _segment_seconds(value: str) -> float:
-    seconds = float(value)
-    if not 2 <= seconds <= 600:
-        raise argparse.ArgumentTypeError("must be between 2 and 600 seconds")
-    return seconds
+def _within(
+    low: float, high: float, kind: type[int] | type[float], *, low_open: bool = False
+) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` from low to high (its message, not 60 choices)."""
+
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not (low < number if low_open else low <= number) or number > high:
+            bound = "above" if low_open else "from"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low:g} to {high:g}")
+        return number
+
+    return parse
 
 
 def job_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The job request fields the command line gave."""
-    fields: dict[str, Any] = {"use_scenes": args.scenes, "max_frames": args.max_frames}
+    """The job request fields the command line gave; options that would be ignored (one
+    mode's option with the other mode) are refused instead."""
+    ignored = [
+        (args.frames_per_segment, args.segments is None, "--frames-per-segment needs --segments"),
+        (args.max_frames, args.segments, "--max-frames is for frame mode, not --segments"),
+        (args.scene_threshold, not args.scenes, "--scene-threshold needs --scenes"),
+        (args.min_scene_seconds, not args.scenes, "--min-scene-seconds needs --scenes"),
+    ]
+    for value, wrong, why in ignored:
+        if value is not None and wrong:
+            raise ValidationFailed(why)
+    fields: dict[str, Any] = {"use_scenes": args.scenes, "max_frames": args.max_frames or 60}
+    if args.scene_threshold is not None:
+        fields["scene_threshold"] = args.scene_threshold
+    if args.min_scene_seconds is not None:
+        fields["min_scene_seconds"] = args.min_scene_seconds
     if args.transcript:
         fields["metadata"] = [*METADATA_TYPES, TRANSCRIPT]
     if args.max_total_tokens is not None:
         fields["max_total_tokens"] = args.max_total_tokens
     if args.segments is not None:
-        fields |= {"segment_seconds": args.segments, "frames_per_segment": args.frames_per_segment}
+        fields |= {
+            "segment_seconds": args.segments,
+            "frames_per_segment": args.frames_per_segment or 4,
+        }
     return fields

@@ -41,11 +41,19 @@ class ProgressBar:
 def summary(job: dict[str, Any]) -> str:
     """The readable form of a finished job."""
     media = job.get("media") or {}
-    lines = [
-        f"{job['media_url']}",
-        f"  {media.get('duration', 0):.1f} s, {media.get('width')}x{media.get('height')}, "
-        f"{media.get('fps', 0):.2f} fps, {media.get('codec', '?')}",
-    ]
+    lines = [f"{job['media_url']}"]
+    if media.get("width"):  # probed: a job that failed before may know nothing of its media
+        shape = f"{media['width']}x{media.get('height')}"
+        if job.get("media_type") == "image" or not media.get("duration"):
+            lines.append(f"  {shape}, {media.get('codec', '?')}")
+        else:
+            lines.append(
+                f"  {media['duration']:.1f} s, {shape}, {media.get('fps', 0):.2f} fps, "
+                f"{media.get('codec', '?')}"
+            )
+    if job.get("status") not in (None, "COMPLETED"):
+        error = job.get("error") or {}
+        lines.append(f"  {job['status']}: {error.get('code', '')} {error.get('message', '')}")
     results = job.get("results") or {}
     if results.get("description"):
         lines += ["", results["description"]]
@@ -79,10 +87,18 @@ def summary(job: dict[str, Any]) -> str:
         )
         lines.append(f"  {frame['timestamp']:8.3f} s{scene}  {frame['caption']}")
     timings = job.get("timings") or {}
-    lines += [
-        "",
-        "time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in timings.items()),
-    ]
+    if timings:
+        spent = ", ".join(f"{k.replace('_', ' ')} {v:.2f} s" for k, v in timings.items())
+        lines += ["", f"time: {spent}"]
+    return "\n".join(lines)
+
+
+def image_summary(answer: dict[str, Any]) -> str:
+    """The readable form of an image answered inline (no job)."""
+    lines = [answer.get("caption", "")]
+    for name, values in (answer.get("metadata") or {}).items():
+        if values:
+            lines.append(f"  {name}: {', '.join(str(v) for v in values)}")
     return "\n".join(lines)
 
 

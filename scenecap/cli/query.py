@@ -1,5 +1,6 @@
-"""`scenecap search WORDS` and `scenecap ask JOB_ID QUESTION`: search your completed jobs, or
-ask one of them a question, on a running service (docs/api.md, "Search" and "Questions")."""
+"""The commands that read a running service: `search WORDS` and `ask JOB_ID QUESTION` (search
+your completed jobs, or ask one a question: docs/api.md, "Search" and "Questions"),
+`export JOB_ID` (its cues: "Exports"), `get JOB_ID` and `list`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
-from scenecap.cli.output import fail
+from scenecap.cli.output import fail, summary
 from scenecap.client import ScenecapClient
 from scenecap.core.errors import ScenecapError
 
@@ -50,6 +52,49 @@ def run_ask(args: argparse.Namespace) -> int:
             print(f"  {citation.start:.1f}-{citation.end:.1f} s  {citation.kind}: {citation.text}")
 
     return _with_client(args, ask)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    def export(client: ScenecapClient) -> None:
+        text = client.export(args.job_id, args.format, args.kind or ())
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+
+    return _with_client(args, export)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    def get(client: ScenecapClient) -> None:
+        job = client.get(args.job_id).model_dump(mode="json")
+        if args.json:
+            print(json.dumps(job, indent=2))
+        elif job["status"] in ("PENDING", "PROCESSING"):
+            print(f"{job['job_id']}  {job['status']}  {job['stage']} {job['percent_complete']} %")
+        else:
+            print(summary(job))
+
+    return _with_client(args, get)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    def listed(client: ScenecapClient) -> None:
+        page = client.list(limit=args.limit, status=args.status, cursor=args.cursor)
+        if args.json:
+            print(json.dumps(page.model_dump(mode="json"), indent=2))
+            return
+        for job in page.data:
+            tag = f"  [{job.job_tag}]" if job.job_tag else ""
+            print(
+                f"{job.job_id}  {job.status:<10}  {job.created_at:%Y-%m-%d %H:%M}  "
+                f"{job.media_url}{tag}"
+            )
+        if page.next_cursor:
+            print(f"more: --cursor {page.next_cursor}", file=sys.stderr)
+
+    return _with_client(args, listed)
 
 
 def _with_client(args: argparse.Namespace, use: Callable[[ScenecapClient], None]) -> int:

@@ -125,6 +125,13 @@ class ScenecapClient:
     ) -> JobList:
         return self._send(_Calls.list(limit, status, cursor))
 
+    def export(
+        self, job_id: str | uuid.UUID, format: str = "json", kinds: Sequence[str] = ()
+    ) -> str:
+        """A completed job's cues as json, csv, srt or vtt text (kinds: caption, chapter,
+        speech, text; all by default)."""
+        return self._send(_Calls.export(job_id, format, kinds))
+
     def cancel(self, job_id: str | uuid.UUID) -> JobOut:
         return self._send(_Calls.cancel(job_id))
 
@@ -245,6 +252,11 @@ class AsyncScenecapClient:
         self, *, limit: int = 20, status: str | None = None, cursor: str | None = None
     ) -> JobList:
         return await self._send(_Calls.list(limit, status, cursor))
+
+    async def export(
+        self, job_id: str | uuid.UUID, format: str = "json", kinds: Sequence[str] = ()
+    ) -> str:
+        return await self._send(_Calls.export(job_id, format, kinds))
 
     async def cancel(self, job_id: str | uuid.UUID) -> JobOut:
         return await self._send(_Calls.cancel(job_id))

@@ -39,6 +39,8 @@ class JobOptions(TypedDict, total=False):
 
     metadata: list[str]
     use_scenes: bool
+    scene_threshold: float  # with use_scenes: the detector's own scale (ContentDetector: 27)
+    min_scene_seconds: float  # with use_scenes: the shortest scene cut (default 0.5)
     webhook_url: str
     job_tag: str
     max_frames: int
@@ -95,6 +97,11 @@ def _model(model: type[M]) -> Callable[[httpx.Response], M]:
     return parse
 
 
+def _text(response: httpx.Response) -> str:
+    raise_for_error(response)
+    return response.text
+
+
 def _created(response: httpx.Response) -> JobAccepted | ImageResult:
     raise_for_error(response)
     data = response.json()
@@ -137,6 +144,11 @@ class _Calls:
         params = {"limit": limit, "status": status, "cursor": cursor}
         present = {name: value for name, value in params.items() if value is not None}
         return Call("GET", "/v2/media/categories", _model(JobList), params=present)
+
+    @staticmethod
+    def export(job_id: str | uuid.UUID, format: str, kinds: Sequence[str]) -> Call[str]:
+        params = {"format": format, "kind": list(kinds)} if kinds else {"format": format}
+        return Call("GET", f"/v2/media/categories/{job_id}/export", _text, params=params)
 
     @staticmethod
     def cancel(job_id: str | uuid.UUID) -> Call[JobOut]:

@@ -206,6 +206,12 @@ class ResolutionTooLarge(MediaRejected):
     code = "RESOLUTION_TOO_LARGE"
 
 
+class PortInUse(ScenecapError):
+    """`scenecap dev` was asked for a port something already listens on."""
+
+    code = "PORT_IN_USE"
+
+
 class WorkerLost(ScenecapError):
     """A job's worker died on it too many times (its media may kill the decoder)."""
 

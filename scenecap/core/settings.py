@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     decode_timeout_seconds: float = Field(3600.0, gt=0)
     scene_detector: Literal["content", "adaptive"] = "content"
     scene_threshold: float | None = Field(None, gt=0)
+    # The shortest scene the detector may cut (PySceneDetect counts 15 frames: 1.5 s at 10 fps,
+    # which lost every shot of a one-second-a-shot clip).
+    min_scene_seconds: float = Field(0.5, ge=0, le=60)
     jpeg_quality: int = Field(85, ge=30, le=100)
     image_inline_wait_seconds: float = Field(20.0, ge=0)
     completion_wait_seconds: float = Field(120.0, gt=0)
@@ -140,6 +143,9 @@ class Settings(BaseSettings):
     stream_max_seconds: float = Field(3600.0, gt=0)
     # Per share token and per client address; a report's pictures count (each is a request).
     share_rate_limit_per_minute: int = Field(600, ge=1)
+    # Where clients reach this service (https://media.example.com): share links are made
+    # absolute with it; empty, they are paths on whatever host was asked.
+    public_base_url: str = Field("", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$")
     statement_timeout_seconds: float = Field(15.0, gt=0)
 
     webhook_timeout_seconds: float = Field(10.0, gt=0)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import is_terminal, poll_job
+from tests.worker.test_jobs_end_to_end import submit
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -96,6 +97,37 @@ class TestSubmit:
             client.post("/v2/media/categories", json=body), 422, "VALIDATION_ERROR"
         )
         assert error["details"]["errors"][0]["field"].startswith(field)
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"scene_threshold": 30},
+            {"min_scene_seconds": 1.0},
+            {"use_scenes": True, "scene_threshold": 0},
+            {"use_scenes": True, "scene_threshold": 300},
+            {"use_scenes": True, "min_scene_seconds": -1},
+            {"use_scenes": True, "min_scene_seconds": 61},
+        ],
+        ids=["threshold-without-scenes", "min-without-scenes", "t0", "t300", "m-1", "m61"],
+    )
+    def test_scene_options_are_checked(
+        self, client: httpx.Client, media_server: str, options: dict[str, Any]
+    ) -> None:
+        body = {"media_url": f"{media_server}/sample.mp4", **options}
+        assert_error(client.post("/v2/media/categories", json=body), 422, "VALIDATION_ERROR")
+
+    @pytest.mark.usefixtures("worker")
+    def test_a_jobs_scene_options_are_its_own(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        body = {"media_url": f"{media_server}/sample.mp4", "use_scenes": True, "max_frames": 8}
+        default = poll_job(client, submit(client, **body), until=is_terminal)
+        # A threshold far above every cut of the sample: one scene, one frame.
+        strict = submit(client, **body, scene_threshold=250, min_scene_seconds=1.0)
+        job = poll_job(client, strict, until=is_terminal)
+        assert (job["scene_threshold"], job["min_scene_seconds"]) == (250, 1.0)
+        assert (default["scene_threshold"], default["min_scene_seconds"]) == (None, None)
+        assert len(job["results"]["frames"]) < len(default["results"]["frames"])
 
     def test_missing_media_url_is_422(self, client: httpx.Client) -> None:
         error = assert_error(client.post("/v2/media/categories", json={}), 422, "VALIDATION_ERROR")

@@ -15,7 +15,7 @@ import pytest
 from api.services.links import new_token
 from db.keys import find_active_key, hash_key
 from scenecap.core.settings import Settings
-from tests.conftest import client_for, is_terminal, poll_job
+from tests.conftest import app_client, client_for, is_terminal, poll_job
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -188,3 +188,17 @@ def test_share_link_lifetime_is_validated(client: httpx.Client, media_server: st
     response = client.post(f"/v2/media/categories/{job_id}/share", json={"expires_in": 5})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_share_links_are_absolute_where_the_public_base_url_is_set(
+    settings: Settings, new_key: Callable[[], str], media_server: str
+) -> None:
+    changes = {"public_base_url": "https://media.example.com/scenecap"}
+    with app_client(settings, new_key(), **changes) as (_app, client):
+        job_id = submit(client, media_server, max_frames=1)
+        link = client.post(f"/v2/media/categories/{job_id}/share").json()
+    prefix = f"https://media.example.com/scenecap/v2/media/categories/{job_id}/"
+    assert link["report_url"].startswith(prefix + "report?token=")
+    assert link["events_url"].startswith(prefix + "events?token=")
+    with pytest.raises(ValueError, match="public_base_url"):
+        settings.model_validate(settings.model_dump() | {"public_base_url": "media.example.com"})

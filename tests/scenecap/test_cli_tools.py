@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
@@ -216,6 +217,67 @@ def test_submit_many_sends_batches_and_reports_each_target(
 
 
 @pytest.mark.usefixtures("worker")
+def test_submit_reports_a_missing_file_on_its_own_line_and_sends_the_rest(
+    api_url: str, new_key: Callable[[], str], media_server: str, media_dir: Path
+) -> None:
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    local = str(media_dir / "sample.mp4")
+    done = run("submit", "nowhere.mp4", local, f"{media_server}/sample.mp4", env=env)
+    assert done.returncode == 1, "one target was refused"
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and "Traceback" not in done.stderr
+    assert (
+        lines[0].startswith("refused")
+        and "MEDIA_UNREACHABLE: no such file: nowhere.mp4" in lines[0]
+    )
+    assert lines[1].endswith(f"  {local}") and len(lines[1].split()[0]) == 36  # uploaded, sent
+    alone = run("submit", "nowhere.mp4", env=env)
+    assert alone.returncode == 1
+    assert alone.stderr.strip() == "scenecap: error: MEDIA_UNREACHABLE: no such file: nowhere.mp4"
+
+
+def test_submit_refuses_options_it_would_ignore_before_sending_anything(
+    api_url: str, new_key: Callable[[], str], media_dir: Path
+) -> None:
+    key = new_key()
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=key)
+    local = str(media_dir / "sample.mp4")
+    for options, why in (
+        (["--frames-per-segment", "3"], "--frames-per-segment needs --segments"),
+        (["--segments", "10", "--max-frames", "3"], "--max-frames is for frame mode"),
+        (["--scene-threshold", "30"], "--scene-threshold needs --scenes"),
+        (["--min-scene-seconds", "1"], "--min-scene-seconds needs --scenes"),
+    ):
+        refused = run("submit", local, *options, env=env)
+        assert refused.returncode == 1 and "uploading" not in refused.stderr
+        assert refused.stderr.startswith(f"scenecap: error: VALIDATION_ERROR: {why}")
+    out_of_range = run("submit", local, "--max-frames", "99", env=env)
+    assert out_of_range.returncode == 2 and "must be from 1 to 60" in out_of_range.stderr
+    assert "59" not in out_of_range.stderr  # no list of the 60 allowed numbers
+    with httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {key}"}) as client:
+        assert client.get("/v2/media/categories").json()["data"] == []
+
+
+def test_submit_checks_the_key_before_uploading(api_url: str, media_dir: Path) -> None:
+    done = run("submit", str(media_dir / "sample.mp4"), "--api-url", api_url, "--api-key", "sc_x")
+    assert done.returncode == 1 and "uploading" not in done.stderr
+    assert done.stderr.startswith("scenecap: error: UNAUTHENTICATED: ")
+
+
+@pytest.mark.usefixtures("worker")
+def test_submit_wait_shows_a_failed_job_and_an_image_readably(
+    api_url: str, new_key: Callable[[], str], media_server: str, fake_vlm: Any
+) -> None:
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    failed = run("submit", f"{media_server}/truncated.mp4", "--wait", env=env)
+    assert failed.returncode == 1
+    assert "None" not in failed.stdout and "FAILED: MEDIA_UNREADABLE" in failed.stdout
+    image = run("submit", f"{media_server}/purple.png", "--wait", env=env)
+    assert image.returncode == 0, image.stderr
+    assert not image.stdout.lstrip().startswith("{") and "purple" in image.stdout.lower()
+
+
+@pytest.mark.usefixtures("worker")
 def test_search_and_ask_print_times_and_fail_in_one_line(
     api_url: str, new_key: Callable[[], str], media_server: str, fake_vlm: Any
 ) -> None:
@@ -263,3 +325,13 @@ def test_analyze_reads_a_local_photo_whatever_its_extension(tmp_path: Path, name
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert job["status"] == "COMPLETED" and job["media_type"] == "image"
+
+
+def test_analyze_counts_in_words_that_agree(media_dir: Path) -> None:
+    done = run("analyze", str(media_dir / "sample.mp4"), "--max-frames", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "; 1 frame was measured" in json.loads(done.stdout)["results"]["description"]
+    one = run("analyze", str(media_dir / "sample.mp4"), "--segments", "600", "--json")
+    assert one.returncode == 0, one.stderr
+    results = json.loads(one.stdout)["results"]
+    assert " in 1 chapter: " in results["description"] and "chapters:" not in results["description"]

@@ -12,6 +12,7 @@ from tests.clips import flat, write_frames
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.scenes import (
     FRAME_SCORES,
+    DetectorOptions,
     chunk_bounds,
     cuts_from_scores,
     detect_scenes,
@@ -64,11 +65,9 @@ def test_chunked_scores_give_the_cuts_of_one_pass(
     # Every frame scored exactly once, with the score one pass gives it.
     assert [p for part in parts for p in part.pts] == whole.pts
     assert [s for part in parts for s in part.scores] == pytest.approx(whole.scores)
-    one_pass = detect_scenes(path, info.duration, detector=detector)  # type: ignore[arg-type]
-    stitched = scenes_from_cuts(
-        cuts_from_scores(parts, detector=detector, threshold=None),  # type: ignore[arg-type]
-        info.duration,
-    )
+    options = DetectorOptions(detector)  # type: ignore[arg-type]
+    one_pass = detect_scenes(path, info.duration, options)
+    stitched = scenes_from_cuts(cuts_from_scores(parts, options), info.duration)
     assert stitched == one_pass
     assert any(abs(scene.start - 4.0) <= 1 / FPS + 1e-3 for scene in one_pass)
 

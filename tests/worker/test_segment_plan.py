@@ -49,9 +49,20 @@ def test_more_scenes_than_max_segments_are_joined_shortest_first() -> None:
     assert plan.segments[0].start == 0.0 and plan.segments[-1].end == 30.0
 
 
-def test_a_sliver_at_the_end_joins_the_segment_before_it() -> None:
-    plan = plan_segments(40.3, 10, 1, max_segments=100, min_gap=0.0)
-    assert len(plan.segments) == 4 and plan.segments[-1].end == 40.3
+@pytest.mark.parametrize(
+    ("duration", "length", "parts"), [(40.3, 10, 5), (10.01, 5, 3), (11.0, 5, 3), (10.0, 5, 2)]
+)
+def test_no_segment_is_longer_than_asked(duration: float, length: float, parts: int) -> None:
+    # A stretch just over a whole number of lengths is split into one part more (equal
+    # parts), never joined into parts over the length.
+    plan = plan_segments(duration, length, 1, max_segments=100, min_gap=0.0)
+    assert len(plan.segments) == parts and plan.segments[-1].end == duration
+    assert all(s.end - s.start <= length + 1e-3 for s in plan.segments)
+    scenes = [Scene(0.0, 4.0), Scene(4.0, 4.0 + duration)]
+    with_scenes = plan_segments(
+        duration + 4, length, 1, max_segments=100, min_gap=0.0, scenes=scenes
+    )
+    assert all(s.end - s.start <= length + 1e-3 for s in with_scenes.segments)
 
 
 def test_frames_sit_at_the_centres_of_equal_slices_never_closer_than_the_gap() -> None:

@@ -35,6 +35,17 @@ from worker.pipeline.probe import Clock, Timeline, unreadable
 from worker.pipeline.sandbox import Codec
 
 DetectorName = Literal["content", "adaptive"]
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Which detector, its threshold (None: its default) and the shortest scene it may cut."""
+
+    name: DetectorName = "content"
+    threshold: float | None = None
+    min_scene_seconds: float = 0.5
+
+
 DETECT_WIDTH = 256
 _EPSILON = 1e-6
 
@@ -59,18 +70,17 @@ def small_bgr(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
     return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
 
 
-def make_detector(
-    name: DetectorName, threshold: float | None, *, replay: bool = False
-) -> SceneDetector:
-    """A detector by name; `replay` makes one that takes each frame's score as given."""
+def make_detector(options: DetectorOptions, fps: float, *, replay: bool = False) -> SceneDetector:
+    """The detector the options name, for a video of `fps` (its shortest scene is counted in
+    frames); `replay` makes one that takes each frame's score as given."""
+    name = options.name
     kind: type[ContentDetector] = AdaptiveDetector if name == "adaptive" else ContentDetector
     if replay:
         kind = type(f"Replayed{kind.__name__}", (_Replayed, kind), {})
-    if threshold is None:
-        return kind()
-    if name == "adaptive":
-        return kind(adaptive_threshold=threshold)
-    return kind(threshold=threshold)
+    settings: dict[str, Any] = {"min_scene_len": max(1, round(options.min_scene_seconds * fps))}
+    if options.threshold is not None:
+        settings["adaptive_threshold" if name == "adaptive" else "threshold"] = options.threshold
+    return kind(**settings)
 
 
 class _Replayed:
@@ -205,11 +215,10 @@ def _frames_from(
         back = max(1.0, back * 2)
 
 
-def cuts_from_scores(
-    parts: list[FrameScores], *, detector: DetectorName, threshold: float | None
-) -> list[float]:
+def cuts_from_scores(parts: list[FrameScores], options: DetectorOptions) -> list[float]:
     """Replay consecutive chunks' scores through a fresh detector: its cuts, in seconds."""
-    replayed = make_detector(detector, threshold, replay=True)
+    fps = next((part.fps for part in parts if part.fps > 0), 1.0)
+    replayed = make_detector(options, fps, replay=True)
     cuts: list[float] = []
     last: FrameTimecode | None = None
     for part in parts:
@@ -230,9 +239,8 @@ def scenes_from_cuts(cuts: list[float], duration: float) -> list[Scene]:
 def detect_scenes(
     path: Path,
     duration: float,
+    options: DetectorOptions | None = None,
     *,
-    detector: DetectorName = "content",
-    threshold: float | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> list[Scene]:
     """Return the video's scenes in time order (one pass); a video without cuts is one scene."""
@@ -242,7 +250,7 @@ def detect_scenes(
             on_progress(min(1.0, time / duration))
 
     scores = score_frames(path, on_progress=progress)
-    cuts = cuts_from_scores([scores], detector=detector, threshold=threshold)
+    cuts = cuts_from_scores([scores], options or DetectorOptions())
     return scenes_from_cuts(cuts, duration)
 
 

@@ -8,9 +8,6 @@ from dataclasses import dataclass
 
 from worker.pipeline.plan import Scene
 
-# A last stretch shorter than this is joined to the one before it.
-_SLIVER = 1.0
-
 
 @dataclass(frozen=True)
 class PlannedSegment:
@@ -77,10 +74,9 @@ def _least_length(spans: list[Scene], max_segments: int) -> float:
 
 
 def _split(span: Scene, length: float) -> list[tuple[float, float]]:
-    """Equal parts of the span, none longer than length (a sliver at the end is joined)."""
+    """Equal parts of the span, as few as keep each within length (equal parts leave no
+    sliver at the end to join, and joining one made parts longer than asked)."""
     parts = max(1, math.ceil(span.length / length - 1e-9))
-    if parts > 1 and span.length - (parts - 1) * length < min(_SLIVER, length / 4):
-        parts -= 1
     step = span.length / parts
     return [(span.start + i * step, span.start + (i + 1) * step) for i in range(parts)]
 

@@ -251,7 +251,12 @@ class LocalBackend(VisionBackend):
         measured = [measure(image) for image in images]
         motion = _motion(images)
         captions = [describe(m, request.metadata_types) for m in measured]
-        first, metadata = captions[len(captions) // 2]
+        # The caption speaks for the segment: of a frame with people if any has them (the
+        # middle one may have none, and the merged labels and the chapters would then say
+        # otherwise), else of the middle frame.
+        seen = [m.faces + m.people for m in measured]
+        shown = seen.index(max(seen)) if max(seen) else len(captions) // 2
+        first, metadata = captions[shown]
         for _caption, more in captions:
             for name, value in more.items():
                 if isinstance(value, list):
@@ -260,8 +265,8 @@ class LocalBackend(VisionBackend):
             "nearly still" if motion < 2 else "some movement" if motion < 12 else "much movement"
         )
         caption = (
-            f"Over {segment.end - segment.start:.1f} s ({len(images)} frames), {moving}: "
-            f"{first[0].lower()}{first[1:]}"
+            f"Over {segment.end - segment.start:.1f} s ({counted(len(images), 'frame')}), "
+            f"{moving}: {first[0].lower()}{first[1:]}"
         )
         details = {"motion": round(motion, 1), "frames": [m.as_details() for m in measured]}
         return FrameCaption(caption, metadata, details=details)
@@ -283,7 +288,7 @@ class LocalBackend(VisionBackend):
         more = f" and {len(chapters) - 12} more" if len(chapters) > 12 else ""
         return (
             f"A {duration:.1f}-second video measured with OpenCV (local-cv, no language model) "
-            f"in {len(chapters)} chapters: {parts}{more}.{_spoken(speech)}",
+            f"in {counted(len(chapters), 'chapter')}: {parts}{more}.{_spoken(speech)}",
             Usage(),
         )
 
@@ -369,6 +374,11 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{rest:02d}"
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def compose_description(frames: list[CaptionedFrame], media: dict[str, Any]) -> str:
     """A factual paragraph built from the per-frame measurements."""
     if not frames:
@@ -376,8 +386,9 @@ def compose_description(frames: list[CaptionedFrame], media: dict[str, Any]) -> 
     duration = media.get("duration") or 0.0
     size = f"{media.get('width')}x{media.get('height')}"
     opening = (
-        f"A {duration:.1f}-second {size} video; {len(frames)} frames were measured with "
-        "OpenCV (local-cv, no language model)."
+        f"A {duration:.1f}-second {size} video; {counted(len(frames), 'frame')} "
+        f"{'was' if len(frames) == 1 else 'were'} measured with OpenCV (local-cv, no language "
+        "model)."
         if duration
         else f"A {size} image measured with OpenCV (local-cv, no language model)."
     )
