@@ -7,18 +7,24 @@ BIN := $(VENV)/bin
 
 # constraints.txt pins every package to the version the suite last passed with, so a fresh
 # clone installs what was tested; `make constraints` re-resolves it from pyproject.toml.
-$(BIN)/scenecap: pyproject.toml constraints.txt
+# Two stamps: what the service needs to run (demo, dev), and that plus the dev tools.
+$(VENV)/.runtime: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,monitoring]'
-	@touch $@
+	@touch $@ $(VENV)/.runtime
 
-install: $(BIN)/scenecap ## venv with the project and its dev tools
+install: $(VENV)/.dev ## venv with the project and its dev tools
 
-demo: install ## analyse a generated sample video on the embedded defaults and print the job
+demo: $(VENV)/.runtime ## analyse a generated sample video on the embedded defaults: a summary, and its report page
 	$(BIN)/scenecap demo
 
-dev: install ## the whole service on this machine (SQLite, embedded broker, local backend)
+dev: $(VENV)/.runtime ## the whole service on this machine (SQLite, embedded broker, local backend)
 	$(BIN)/scenecap dev
 
 services: ## make sure PostgreSQL and Redis run on 127.0.0.1, and the tools the tests drive are installed

@@ -6,10 +6,13 @@ SQLite file, kombu's filesystem broker and the `local` vision backend, all under
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import html
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +32,7 @@ import httpx
 from db.keys import find_active_key, hash_key
 from scenecap.cli.database import transaction
 from scenecap.cli.keys import issue_key
+from scenecap.cli.output import summary
 from scenecap.core.errors import PortInUse, ServiceUnavailable
 from scenecap.core.settings import get_settings
 
@@ -36,6 +40,7 @@ from scenecap.core.settings import get_settings
 SCENECAP = [sys.executable, "-m", "scenecap.cli.main"]
 # Dev may fetch media from 127.0.0.1 (the demo serves its sample there); production may not.
 DEV_KEY_FILE = "dev-key.json"
+_PICTURE = re.compile(r"src='(/v2/media/categories/[^']+/thumbnails/\d+\.jpg[^']*)'")
 _DEV_DEFAULTS = {"SCENECAP_ALLOW_PRIVATE_URLS": "true", "SCENECAP_ENVIRONMENT": "development"}
 
 
@@ -148,8 +153,9 @@ def run_dev(host: str, port: int, *, new_key: bool = False) -> int:
     return 0
 
 
-def run_demo(port: int) -> int:
-    """Analyse a generated sample video end to end and print the finished job as JSON."""
+def run_demo(port: int, *, as_json: bool = False) -> int:
+    """Analyse a generated sample video end to end; print a short summary and where its
+    report page was written (or, `as_json`, the finished job)."""
     from scenecap.cli.sample import write_sample_video
 
     with tempfile.TemporaryDirectory(prefix="scenecap-demo-") as folder:
@@ -159,8 +165,32 @@ def run_demo(port: int) -> int:
             dev_stack("127.0.0.1", port) as (base_url, key, _children),
         ):
             job = _submit_and_wait(base_url, key.key, f"{media_base}/sample.mp4")
-    print(json.dumps(job, indent=2))
+            page = get_settings().embedded_broker_dir.parent / "demo-report.html"
+            if job["status"] == "COMPLETED":
+                save_report(base_url, key.key, job["job_id"], page)
+    if as_json:
+        print(json.dumps(job, indent=2))
+    else:
+        print(summary(job, frames=False))
+        if job["status"] == "COMPLETED":
+            print(f"\nThe report, with every frame: {page.as_uri()}")
     return 0 if job["status"] == "COMPLETED" else 1
+
+
+def save_report(base_url: str, key: str, job_id: str, path: Path) -> None:
+    """Write the job's report page to `path`, its pictures inlined (a file opened in a
+    browser after the service stopped has no service to load them from)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        page = client.get(f"/v2/media/categories/{job_id}/report").raise_for_status().text
+
+        def inlined(match: re.Match[str]) -> str:
+            picture = client.get(html.unescape(match.group(1)))
+            if picture.status_code != 200:
+                return match.group(0)
+            return f"src='data:image/jpeg;base64,{base64.b64encode(picture.content).decode()}'"
+
+        path.write_text(_PICTURE.sub(inlined, page), encoding="utf-8")
 
 
 def _submit_and_wait(base_url: str, key: str, media_url: str) -> dict[str, Any]:

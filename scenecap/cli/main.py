@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="start the embedded service, analyse a generated sample video, print it"
     )
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--json", action="store_true", help="print the finished job as JSON")
 
     api = commands.add_parser("api", help="the HTTP API (uvicorn)")
     api.add_argument("--host", default="0.0.0.0")
@@ -170,7 +171,7 @@ def _dev(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from scenecap.cli.dev import run_demo
 
-    return run_demo(port=args.port)
+    return run_demo(port=args.port, as_json=args.json)
 
 
 def _api(args: argparse.Namespace) -> int:

@@ -38,8 +38,9 @@ class ProgressBar:
             self.stream.flush()
 
 
-def summary(job: dict[str, Any]) -> str:
-    """The readable form of a finished job."""
+def summary(job: dict[str, Any], *, frames: bool = True) -> str:
+    """The readable form of a finished job; without `frames`, their count instead of a line
+    for each."""
     media = job.get("media") or {}
     lines = [f"{job['media_url']}"]
     if media.get("width"):  # probed: a job that failed before may know nothing of its media
@@ -79,7 +80,10 @@ def summary(job: dict[str, Any]) -> str:
         )
     for segment in results.get("segments", []):
         lines.append(f"  {segment['start']:8.1f}-{segment['end']:.1f} s  {segment['caption']}")
-    for frame in results.get("frames", []):
+    shown = results.get("frames", []) if frames else []
+    if not frames and results.get("frames"):
+        lines.append(f"  {len(results['frames'])} frames captioned")
+    for frame in shown:
         scene = (
             f" [scene {frame['scene_start']:.2f}-{frame['scene_end']:.2f}]"
             if frame.get("scene_start") is not None

@@ -22,7 +22,7 @@ def test_demo_completes_a_job_with_no_external_services(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCENECAP_")}
     env["HOME"] = str(tmp_path)  # embedded storage lives under ~/.scenecap
     result = subprocess.run(
-        [SCENECAP, "demo", "--port", str(free_port())],
+        [SCENECAP, "demo", "--port", str(free_port()), "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -101,3 +101,23 @@ def test_dev_on_a_busy_port_says_so_and_starts_nothing(tmp_path: Path) -> None:
     assert result.returncode == 1 and "scenecap is running" not in result.stdout
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("scenecap: error: PORT_IN_USE:") and f":{port}" in last
+
+
+def test_demo_prints_a_short_summary_and_writes_a_report_that_stands_alone(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [SCENECAP, "demo", "--port", str(free_port())],
+        env=dev_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) < 25 and any("frames captioned" in line for line in lines)
+    page = tmp_path / ".scenecap" / "demo-report.html"
+    assert lines[-1].endswith(page.as_uri())
+    html = page.read_text()
+    # Every picture is in the file itself: it opens with no service running.
+    assert html.count("src='data:image/jpeg;base64,") >= 4 and "/thumbnails/" not in html
