@@ -67,12 +67,18 @@ async def job_rows(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None,
     status: str | None,
+    job_tag: str | None = None,
 ) -> list[Row]:
-    """The key's media jobs, newest first, after the (created_at, id) cursor (no results)."""
-    statement = _page_statement(reads.dialect, before is not None, status is not None)
+    """The key's media jobs (of this status, with this tag), newest first, after the
+    (created_at, id) cursor (no results)."""
+    statement = _page_statement(
+        reads.dialect, before is not None, status is not None, job_tag is not None
+    )
     values: dict[str, Any] = {"key_id": api_key_id, "limit": limit}
     if status is not None:
         values["status"] = status
+    if job_tag is not None:
+        values["job_tag"] = job_tag
     if before is not None:
         values["before_at"], values["before_id"] = before
     return await reads.rows(statement, values)
@@ -107,13 +113,17 @@ def _state_statement() -> Select[Any]:
 
 
 @cache
-def _page_statement(dialect: str, after_cursor: bool, by_status: bool) -> Select[Any]:
+def _page_statement(
+    dialect: str, after_cursor: bool, by_status: bool, by_tag: bool = False
+) -> Select[Any]:
     statement = select(*_columns()).where(
         JOBS.api_key_id == bindparam("key_id", type_=JOBS.id.type),
         JOBS.kind == JobKind.CATEGORIES.value,
     )
     if by_status:
         statement = statement.where(JOBS.status == bindparam("status", type_=JOBS.status.type))
+    if by_tag:
+        statement = statement.where(JOBS.job_tag == bindparam("job_tag", type_=JOBS.job_tag.type))
     if after_cursor:
         cursor = tuple_(
             bindparam("before_at", type_=JOBS.created_at.type),

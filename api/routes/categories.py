@@ -174,9 +174,12 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: JobStatus | None = None,
+    job_tag: Annotated[
+        str | None, Query(max_length=200, description="only jobs with this tag")
+    ] = None,
 ) -> Response:
     page = await service.list_json(
-        request.app.state.reads, key, limit=limit, cursor=cursor, status=status
+        request.app.state.reads, key, limit=limit, cursor=cursor, status=status, job_tag=job_tag
     )
     return Response(page, media_type="application/json")
 

@@ -248,10 +248,13 @@ async def list_json(
     limit: int,
     cursor: str | None,
     status: JobStatus | None,
+    job_tag: str | None = None,
 ) -> bytes:
     """A page of the key's jobs, newest first (without results), and the next page's cursor."""
     before = decode_cursor(cursor) if cursor else None
-    rows = await views.job_rows(reads, key.id, limit=limit + 1, before=before, status=status)
+    rows = await views.job_rows(
+        reads, key.id, limit=limit + 1, before=before, status=status, job_tag=job_tag
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     last = rows[-1] if more else None

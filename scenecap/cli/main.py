@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument(
         "--status", choices=("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
     )
+    listed.add_argument("--tag", default=None, help="only jobs with this job_tag")
     listed.add_argument("--limit", type=int, default=20, help="jobs per page (1-100)")
     listed.add_argument("--cursor", default=None, help="the next page, as the last one said")
     listed.add_argument("--json", action="store_true", help="print the page as JSON")

@@ -81,7 +81,9 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     def listed(client: ScenecapClient) -> None:
-        page = client.list(limit=args.limit, status=args.status, cursor=args.cursor)
+        page = client.list(
+            limit=args.limit, status=args.status, cursor=args.cursor, job_tag=args.tag
+        )
         if args.json:
             print(json.dumps(page.model_dump(mode="json"), indent=2))
             return

@@ -121,9 +121,14 @@ class ScenecapClient:
         return self._send(_Calls.get(job_id))
 
     def list(
-        self, *, limit: int = 20, status: str | None = None, cursor: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        status: str | None = None,
+        cursor: str | None = None,
+        job_tag: str | None = None,
     ) -> JobList:
-        return self._send(_Calls.list(limit, status, cursor))
+        return self._send(_Calls.list(limit, status, cursor, job_tag))
 
     def export(
         self, job_id: str | uuid.UUID, format: str = "json", kinds: Sequence[str] = ()
@@ -249,9 +254,14 @@ class AsyncScenecapClient:
         return await self._send(_Calls.get(job_id))
 
     async def list(
-        self, *, limit: int = 20, status: str | None = None, cursor: str | None = None
+        self,
+        *,
+        limit: int = 20,
+        status: str | None = None,
+        cursor: str | None = None,
+        job_tag: str | None = None,
     ) -> JobList:
-        return await self._send(_Calls.list(limit, status, cursor))
+        return await self._send(_Calls.list(limit, status, cursor, job_tag))
 
     async def export(
         self, job_id: str | uuid.UUID, format: str = "json", kinds: Sequence[str] = ()

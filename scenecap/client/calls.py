@@ -140,8 +140,10 @@ class _Calls:
         return Call("GET", f"/v2/media/categories/{job_id}", _model(JobOut))
 
     @staticmethod
-    def list(limit: int, status: str | None, cursor: str | None) -> Call[JobList]:
-        params = {"limit": limit, "status": status, "cursor": cursor}
+    def list(
+        limit: int, status: str | None, cursor: str | None, job_tag: str | None = None
+    ) -> Call[JobList]:
+        params = {"limit": limit, "status": status, "cursor": cursor, "job_tag": job_tag}
         present = {name: value for name, value in params.items() if value is not None}
         return Call("GET", "/v2/media/categories", _model(JobList), params=present)
 

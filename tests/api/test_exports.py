@@ -121,3 +121,19 @@ def test_the_export_get_and_list_commands(
     missing = run("export", "00000000-0000-0000-0000-000000000000", env=env)
     assert missing.returncode == 1
     assert missing.stderr.startswith("scenecap: error: JOB_NOT_FOUND: ")
+
+
+def test_the_list_filters_by_job_tag(
+    client: httpx.Client, api_url: str, media_server: str, fake_vlm: Any
+) -> None:
+    tagged = submit(client, media_url=f"{media_server}/sample.mp4", max_frames=1, job_tag="a-1")
+    submit(client, media_url=f"{media_server}/sample.mp4", max_frames=1, job_tag="b-2")
+    page = client.get("/v2/media/categories", params={"job_tag": "a-1"}).json()
+    assert [job["job_id"] for job in page["data"]] == [tagged]
+    env = clean_env(
+        SCENECAP_API_URL=api_url,
+        SCENECAP_API_KEY=client.headers["authorization"].removeprefix("Bearer "),
+    )
+    listed = run("list", "--tag", "a-1", env=env)
+    assert listed.returncode == 0 and listed.stdout.split()[0] == tagged
+    assert "[a-1]" in listed.stdout and "b-2" not in listed.stdout
