@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from api.report_assets import FIND, LIVE, STYLE
+from api.report_assets import FIND, LIVE, PLAYER, STYLE
 from api.schemas import JobOut
 from db.models import JobFrame, JobSegment
 from scenecap.core.enums import JobStatus
@@ -70,6 +70,7 @@ def render_report(job: JobOut, frames: list[ReportFrame], token: str) -> str:
         f"<title>scenecap report: {escape(job.media_url[:80])}</title>",
         f"<style>{STYLE}</style></head><body>",
         _header(job),
+        _player(job, f"{base}/media?token={token}"),
         _finder(job),
         _chapters(job, duration),
         _segment_timeline(frames, duration)
@@ -85,6 +86,8 @@ def render_report(job: JobOut, frames: list[ReportFrame], token: str) -> str:
         parts.append(f"<script>{LIVE % _js_string(events_url)}</script>")
     if job.results:
         parts.append(f"<script>{FIND}</script>")
+    if job.media_type == "video":
+        parts.append(f"<script>{PLAYER}</script>")
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -147,7 +150,7 @@ def _timeline(frames: list[ReportFrame], duration: float, use_scenes: bool) -> s
             f"<div class='scene' style='left:{100 * s / duration:.3f}%'></div>" for s in starts
         ]
     marks += [
-        f"<a href='#frame-{f.index}' title='{clock(f.timestamp)}' "
+        f"<a href='#frame-{f.index}' title='{clock(f.timestamp)}' data-seek='{f.timestamp:.3f}' "
         f"style='left:{100 * min(f.timestamp, duration) / duration:.3f}%'></a>"
         for f in frames
     ]
@@ -160,6 +163,7 @@ def _segment_timeline(segments: list[ReportFrame], duration: float) -> str:
         return ""
     blocks = [
         f"<a class='segment' href='#frame-{s.index}' title='{clock(s.scene[0])}' "
+        f"data-seek='{s.scene[0]:.3f}' "
         f"style='left:{100 * s.scene[0] / duration:.3f}%;"
         f"width:{100 * (s.scene[1] - s.scene[0]) / duration:.3f}%'></a>"
         for s in segments
@@ -267,6 +271,15 @@ def _frames(frames: list[ReportFrame], heading: str, pictures: str) -> str:
     return f"{title}<div class='frames'>{''.join(cards)}</div>"
 
 
+def _player(job: JobOut, source: str) -> str:
+    """The video itself, while the service keeps its media: a frame, a segment, a chapter,
+    a line of speech or a search hit clicked seeks it there. Gone once the media expires
+    (MEDIA_RETENTION_HOURS): the player removes itself, the page stays."""
+    if job.media_type != "video":
+        return ""
+    return f"<video id='player' controls preload='metadata' src='{escape(source)}'></video>"
+
+
 def _finder(job: JobOut) -> str:
     if not job.results:
         return ""
@@ -281,7 +294,7 @@ def _finder(job: JobOut) -> str:
 def _findable(at: float, text: str, segments: list[int] | None = None) -> str:
     """The attributes that make an element a match for the page's search box."""
     go = f" data-go='#frame-{segments[0]}'" if segments else ""
-    return f"data-at='{clock(at)}' data-find='{escape(text)}'{go}"
+    return f"data-at='{clock(at)}' data-seek='{at:.3f}' data-find='{escape(text)}'{go}"
 
 
 def _js_string(value: str) -> str:

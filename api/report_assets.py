@@ -36,6 +36,9 @@ section { background: white; border-radius: .5rem; padding: 1rem 1.2rem; margin:
 .frame { background: white; border-radius: .5rem; overflow: hidden;
   box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .frame img { width: 100%; display: block; background: #ccd; }
+#player { width: 100%; max-height: 60vh; background: black; border-radius: .5rem;
+  margin: .5rem 0; position: sticky; top: 0; z-index: 1; }
+[data-seek] { cursor: pointer; }
 .frame .body { padding: .5rem .7rem; font-size: .9rem; }
 .frame time { font-weight: 600; }
 table { border-collapse: collapse; } td { padding: .1rem .8rem .1rem 0; }
@@ -76,6 +79,7 @@ function find() {
     item.el.classList.add("hit");
     const entry = document.createElement("li"), link = document.createElement("a");
     link.href = item.el.dataset.go || "#" + item.el.id;
+    link.dataset.seek = item.el.dataset.seek;
     link.textContent = item.el.dataset.at;
     entry.append(link, item.el.dataset.find.slice(0, 200));
     list.append(entry);
@@ -89,6 +93,21 @@ document.getElementById("find").addEventListener("submit", (event) => {
   const first = list.querySelector("a");
   if (first) location.hash = first.getAttribute("href");
 });
+"""
+
+# The player: anything with a data-seek time, clicked, plays the video from there.
+PLAYER = r"""
+const player = document.getElementById("player");
+if (player) {
+  player.addEventListener("error", () => player.remove());
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest("[data-seek]");
+    if (!target || !document.body.contains(player)) return;
+    player.currentTime = Number(target.dataset.seek);
+    player.play().catch(() => {});
+    player.scrollIntoView({block: "nearest"});
+  });
+}
 """
 
 LIVE = """

@@ -395,6 +395,21 @@ def app_client(settings: Settings, key: str, **changes: Any) -> Iterator[tuple[A
         cancel_unfinished(client)
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, headless (scripts/ensure-services.sh installs it; no downloaded
+    browser), driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield launched
+        launched.close()
+
+
 def cancel_unfinished(http_client: httpx.Client) -> None:
     """Cancel the jobs this client left running, so they do not load the worker in later tests."""
     for status in ("PENDING", "PROCESSING"):

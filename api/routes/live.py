@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +21,7 @@ from api.schemas import JobOut, PublicJobOut, ShareLink, ShareRequest
 from api.services import jobs as service
 from api.services import links
 from api.services.events import EventStream, job_events
+from api.services.playback import read_span, span_of
 from db import frames as frame_repo
 from db import jobs, work
 from scenecap.core import errors
@@ -183,6 +184,47 @@ def job_thumbnail(seen: ViewedJob, index: int, request: Request) -> Response:
         picture,
         media_type="image/jpeg",
         headers={"Cache-Control": "private, max-age=86400, immutable", **NO_REFERRER},
+    )
+
+
+@router.get(
+    "/{job_id}/media",
+    response_class=Response,
+    responses={
+        200: {"content": {"video/mp4": {}}},
+        **_VIEW_ERRORS,
+        **responses(errors.RangeNotSatisfiable),
+    },
+    summary="The job's media while it is kept, in byte ranges: what the report's player plays",
+)
+def job_media(
+    seen: ViewedJob,
+    request: Request,
+    session: SessionDep,
+    range: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
+    store: MediaStore = request.app.state.store
+    key = paths.media(seen.job_id)
+    size = store.size(key)
+    job = jobs.get_job(session, seen.job_id)
+    if size is None or job is None:
+        raise errors.NotFound(
+            "this job's media is no longer kept (MEDIA_RETENTION_HOURS after the job ends)"
+        )
+    span = span_of(range, size)
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(span.length),
+        "Cache-Control": "private, max-age=3600",
+        **NO_REFERRER,
+    }
+    if span.partial:
+        headers["Content-Range"] = f"bytes {span.start}-{span.end}/{size}"
+    return StreamingResponse(
+        read_span(store, key, span),
+        status_code=206 if span.partial else 200,
+        media_type=(job.media_info or {}).get("mime") or "application/octet-stream",
+        headers=headers,
     )
 
 

@@ -114,6 +114,10 @@ class JobNotFinished(Conflict):
     code = "JOB_NOT_FINISHED"
 
 
+class RangeNotSatisfiable(ScenecapError):
+    status_code, code = 416, "RANGE_NOT_SATISFIABLE"
+
+
 class RequestTooLarge(ScenecapError):
     status_code, code = 413, "REQUEST_TOO_LARGE"
 
