@@ -67,7 +67,7 @@ def render_report(job: JobOut, frames: list[ReportFrame], token: str) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>scenecap report: {escape(job.media_url[:80])}</title>",
+        f"<title>scenecap report: {escape((job.media_name or job.media_url)[:80])}</title>",
         f"<style>{STYLE}</style></head><body>",
         _header(job),
         _player(job, f"{base}/media?token={token}"),
@@ -112,7 +112,8 @@ def _header(job: JobOut) -> str:
     )
     error += _cost_notes(job)
     return (
-        f"<header><h1>{escape(job.media_url[:300])}</h1>"
+        f"<header><h1>{escape((job.media_name or job.media_url)[:300])}</h1>"
+        f"{_source(job)}"
         f"<p class='muted'>job {job.job_id} · {' · '.join(facts)}"
         f"{' · tag ' + escape(job.job_tag) if job.job_tag else ''}</p>"
         f"<p><span class='status {job.status.value}'>{job.status.value}</span> "
@@ -122,6 +123,13 @@ def _header(job: JobOut) -> str:
         f"{error}"
         f"{'<table class=muted>' + timings + '</table>' if timings else ''}</header>"
     )
+
+
+def _source(job: JobOut) -> str:
+    """The media URL under its name, when the page is titled by the name."""
+    if not job.media_name:
+        return ""
+    return f"<p class='muted'>{escape(job.media_url[:300])}</p>"
 
 
 def _cost_notes(job: JobOut) -> str:

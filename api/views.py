@@ -50,6 +50,7 @@ def _document(row: Row, *, with_results: bool) -> dict[str, Any]:
         "updated_at": _utc(row["updated_at"]),
         "completed_at": _utc(row["completed_at"]),
         "media_url": row["media_url"],
+        "media_name": row["media_name"],
         "media_type": row["media_type"],
         "metadata": json_text["requested_metadata"],
         "use_scenes": row["use_scenes"],

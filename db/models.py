@@ -95,6 +95,8 @@ class Job(Base):
     # With use_scenes: the detector's threshold (None: the detector's default; SCENE_THRESHOLD)
     # and the shortest scene it may cut, in seconds (None: MIN_SCENE_SECONDS).
     scene_threshold: Mapped[float | None] = mapped_column(Float)
+    # What people call the media: an upload's file name, or the last part of the URL's path.
+    media_name: Mapped[str | None] = mapped_column(String(255))
     min_scene_seconds: Mapped[float | None] = mapped_column(Float)
     max_frames: Mapped[int] = mapped_column(Integer, default=60)
     # Segment mode (docs/architecture.md, "Long videos"): set, the job captions every stretch
@@ -193,6 +195,7 @@ class Upload(Base):
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     content_type: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(255))  # the file's name, as sent
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

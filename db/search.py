@@ -63,6 +63,7 @@ class Hit:
     job_id: uuid.UUID
     job_tag: str | None
     media_url: str
+    media_name: str | None
     kind: str
     start: float
     end: float
@@ -105,6 +106,7 @@ def search(
             uuid.UUID(str(row["job_id"])),
             row["job_tag"],
             row["media_url"],
+            row["media_name"],
             row["kind"],
             float(row["start"]),
             float(row["end"]),
@@ -134,7 +136,7 @@ page AS (
     ORDER BY score DESC, id DESC
     LIMIT :limit
 )
-SELECT page.*, j.job_tag, j.media_url,
+SELECT page.*, j.job_tag, j.media_url, j.media_name,
        ts_headline('english', page.text, q.query,
                    'StartSel=<b>, StopSel=</b>, MaxWords=35, MinWords=12, MaxFragments=2')
            AS highlight
@@ -150,7 +152,7 @@ WITH hits AS (
     WHERE passages_fts MATCH :q AND p.api_key_id = :key
       AND (:job IS NULL OR p.job_id = :job)
 )
-SELECT hits.*, j.job_tag, j.media_url FROM hits JOIN jobs j ON j.id = hits.job_id
+SELECT hits.*, j.job_tag, j.media_url, j.media_name FROM hits JOIN jobs j ON j.id = hits.job_id
 WHERE :after_score IS NULL OR hits.score < :after_score
    OR (hits.score = :after_score AND hits.id < :after_id)
 ORDER BY hits.score DESC, hits.id DESC

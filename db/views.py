@@ -32,6 +32,7 @@ PLAIN_COLUMNS = (
     "updated_at",
     "completed_at",
     "media_url",
+    "media_name",
     "media_type",
     "use_scenes",
     "scene_threshold",

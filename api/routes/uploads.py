@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.schemas import UploadOut
-from api.services.uploads import receive_upload, within_idle
+from api.services.uploads import disposition_name, receive_upload, within_idle
 from scenecap.core import errors
+from scenecap.core.media import file_name
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2/media", tags=["uploads"])
@@ -50,6 +51,10 @@ async def upload(
     store: StoreDep,
     content_type: Annotated[str, Header()] = "",
     content_length: Annotated[int | None, Header()] = None,
+    filename: Annotated[
+        str | None, Query(max_length=1024, description="the file's name, kept as media_name")
+    ] = None,
+    content_disposition: Annotated[str | None, Header(max_length=2048)] = None,
 ) -> UploadOut | Response:
     if not content_type.startswith(("video/", "image/")):
         raise errors.UnsupportedMedia(
@@ -70,6 +75,7 @@ async def upload(
                 within_idle(request.stream(), settings.upload_idle_seconds),
                 max_bytes=limit,
                 ttl_hours=settings.upload_ttl_hours,
+                name=file_name(filename or disposition_name(content_disposition)),
             )
         except ClientDisconnect:  # gone mid-upload: nothing was kept, nobody to tell
             log.info("an upload's client went away; nothing was stored")
@@ -80,5 +86,6 @@ async def upload(
         bytes=received.bytes,
         sha256=received.sha256,
         content_type=received.content_type,
+        name=received.name,
         expires_at=received.expires_at,
     )

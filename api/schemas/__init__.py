@@ -93,6 +93,7 @@ class JobOut(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     media_url: str
+    media_name: str | None  # an upload's file name, or the last part of the URL's path
     media_type: Literal["video", "image"]
     metadata: list[str]
     use_scenes: bool
@@ -125,6 +126,7 @@ class JobOut(BaseModel):
             updated_at=_utc(job.updated_at),
             completed_at=_utc(job.completed_at),
             media_url=job.media_url,
+            media_name=job.media_name,
             media_type=job.media_type,
             metadata=job.requested_metadata,
             use_scenes=job.use_scenes,
@@ -169,6 +171,7 @@ class PublicJobOut(BaseModel):
     updated_at: datetime
     completed_at: datetime | None
     media_url: str
+    media_name: str | None  # an upload's file name, or the last part of the URL's path
     media_type: Literal["video", "image"]
     metadata: list[str]
     use_scenes: bool
@@ -234,6 +237,9 @@ class UploadOut(BaseModel):
     bytes: int
     sha256: str
     content_type: str
+    name: str | None = Field(
+        None, description="the file's name, from ?filename= or Content-Disposition"
+    )
     expires_at: datetime
 
 

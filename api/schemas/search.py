@@ -14,6 +14,7 @@ class SearchHit(BaseModel):
     job_id: uuid.UUID
     job_tag: str | None
     media_url: str
+    media_name: str | None
     kind: Literal["frame", "segment", "chapter", "transcript", "label"]
     start: float
     end: float

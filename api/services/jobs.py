@@ -34,7 +34,7 @@ from scenecap.core.errors import (
     ModelNotAllowed,
     ValidationFailed,
 )
-from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url
+from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url, media_name
 from scenecap.core.settings import Settings
 from scenecap.core.speech import check_speech
 from scenecap.core.tasks import PROCESS_JOB
@@ -135,6 +135,7 @@ def store_job(
         "id": job_id,
         "api_key_id": key.id,
         "media_url": media.display_url,
+        "media_name": media_name(body.media_url, upload.name if upload else None),
         "media_data": media.data,
         "media_type": media.kind,
         "requested_metadata": list(body.metadata),

@@ -43,6 +43,7 @@ def search_page(
                 job_id=h.job_id,
                 job_tag=h.job_tag,
                 media_url=h.media_url,
+                media_name=h.media_name,
                 kind=h.kind,
                 start=h.start,
                 end=h.end,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.message
 import hashlib
 import uuid
 from collections import Counter
@@ -56,6 +57,16 @@ class _Intake:
         return self.digest.hexdigest()
 
 
+def disposition_name(header: str | None) -> str | None:
+    """The file name a Content-Disposition header gives (filename*=UTF-8'' first)."""
+    if not header:
+        return None
+    message = email.message.Message()
+    message["content-disposition"] = header
+    found = message.get_filename()
+    return str(found) if found else None
+
+
 async def receive_upload(
     store: MediaStore,
     session_factory: sessionmaker[Session],
@@ -64,6 +75,7 @@ async def receive_upload(
     *,
     max_bytes: int,
     ttl_hours: float,
+    name: str | None = None,
 ) -> Upload:
     """Stream the body into the store, checking size and type as it comes; record it.
 
@@ -97,6 +109,7 @@ async def receive_upload(
                 bytes=intake.size,
                 sha256=sha256,
                 content_type=sniffed.mime,
+                name=name,
                 expires_at=utcnow() + timedelta(hours=ttl_hours),
             )
 

@@ -23,7 +23,7 @@ from db.session import Message, make_engine, make_session_factory
 from migrations.apply import upgrade
 from scenecap.cli.output import ProgressBar, exit_code, fail, summary
 from scenecap.core.errors import MediaUnreachable, ScenecapError
-from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, TRANSCRIPT, sniff_media
+from scenecap.core.media import METADATA_TYPES, SNIFF_BYTES, TRANSCRIPT, media_name, sniff_media
 from scenecap.core.settings import Settings
 from scenecap.core.speech import check_speech
 from scenecap.core.tasks import RUN_WORK_ITEM
@@ -83,6 +83,7 @@ def analyze(
                 session,
                 api_key_id=key.id,
                 media_url=media_url,
+                media_name=media_name(media_url) or Path(media_url.removeprefix("file://")).name,
                 media_type=media_type,
                 requested_metadata=fields.pop("metadata", list(METADATA_TYPES)),
                 **fields,

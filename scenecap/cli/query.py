@@ -91,7 +91,7 @@ def run_list(args: argparse.Namespace) -> int:
             tag = f"  [{job.job_tag}]" if job.job_tag else ""
             print(
                 f"{job.job_id}  {job.status:<10}  {job.created_at:%Y-%m-%d %H:%M}  "
-                f"{job.media_url}{tag}"
+                f"{job.media_name or job.media_url}{tag}"
             )
         if page.next_cursor:
             print(f"more: --cursor {page.next_cursor}", file=sys.stderr)

@@ -172,7 +172,12 @@ class _Calls:
     def upload(file: _UploadFile, content: Any) -> Call[UploadOut]:
         headers = {"Content-Type": file.content_type, "Content-Length": str(file.size)}
         return Call(
-            "POST", "/v2/media/uploads", _model(UploadOut), headers=headers, content=content
+            "POST",
+            "/v2/media/uploads",
+            _model(UploadOut),
+            headers=headers,
+            content=content,
+            params={"filename": file.path.name},  # the job's media_name
         )
 
     @staticmethod

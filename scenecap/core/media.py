@@ -8,6 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedia, UploadNotFound
 
@@ -132,3 +133,27 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
             return int.from_bytes(head[at + 7 : at + 9], "big"), height
         at += 2 + length
     return None
+
+
+NAME_CHARS = 255
+
+
+def file_name(raw: str | None) -> str | None:
+    """A file name as a client sent it, made safe to keep and show: its last path part (a
+    browser may send C:\\fakepath\\clip.mp4), without control characters, at most 255
+    characters; None if nothing is left."""
+    if not raw:
+        return None
+    last = re.split(r"[/\\]", raw)[-1]
+    cleaned = "".join(c for c in last if c.isprintable()).strip()
+    return cleaned[:NAME_CHARS] or None
+
+
+def media_name(url: str, uploaded_as: str | None = None) -> str | None:
+    """What people call the media: an upload's file name, else the last part of an http(s)
+    URL's path, decoded; None for a data: URI or a URL that names nothing."""
+    if uploaded_as:
+        return uploaded_as
+    if not url.startswith(("http://", "https://")):
+        return None
+    return file_name(unquote(urlsplit(url).path))

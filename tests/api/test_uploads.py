@@ -286,3 +286,48 @@ class TestPurge:
         poll_job(client, job_id, until=is_terminal)
         refused = other_client.delete(f"/v2/media/categories/{job_id}", params={"purge": "true"})
         assert_error(refused, 404, "JOB_NOT_FOUND")
+
+
+class TestNames:
+    def test_an_upload_keeps_its_name_as_the_jobs_media_name(
+        self, client: httpx.Client, sample: bytes, fake_vlm: Any, api_url: str
+    ) -> None:
+        named = client.post(
+            "/v2/media/uploads",
+            content=sample,
+            headers={"Content-Type": "video/mp4"},
+            params={"filename": "C:\\fakepath\\Holiday\tclip.mp4"},
+        ).json()
+        assert named["name"] == "Holidayclip.mp4"  # its last path part, no control character
+        by_header = client.post(
+            "/v2/media/uploads",
+            content=sample,
+            headers={
+                "Content-Type": "video/mp4",
+                "Content-Disposition": "attachment; filename*=UTF-8''caf%C3%A9%20night.mp4",
+            },
+        ).json()
+        assert by_header["name"] == "café night.mp4"
+        created = client.post(
+            "/v2/media/categories",
+            json={"media_url": by_header["media_url"], "max_frames": 1, "job_tag": "named"},
+        ).json()
+        job = poll_job(client, created["job_id"], until=is_terminal)
+        assert job["media_name"] == "café night.mp4"
+        listed = client.get("/v2/media/categories", params={"job_tag": "named"}).json()
+        assert [j["media_name"] for j in listed["data"]] == ["café night.mp4"]
+        hits = client.get(
+            "/v2/media/search", params={"q": "background", "job_id": job["job_id"]}
+        ).json()
+        assert hits["data"] and {h["media_name"] for h in hits["data"]} == {"café night.mp4"}
+        report = client.get(f"/v2/media/categories/{job['job_id']}/report").text
+        assert "<h1>café night.mp4</h1>" in report
+
+    def test_a_url_job_is_named_by_its_path(
+        self, client: httpx.Client, media_server: str, fake_vlm: Any
+    ) -> None:
+        created = client.post(
+            "/v2/media/categories", json={"media_url": f"{media_server}/sample.mp4?x=1"}
+        ).json()
+        job = client.get(f"/v2/media/categories/{created['job_id']}").json()
+        assert job["media_name"] == "sample.mp4"

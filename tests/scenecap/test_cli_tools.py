@@ -220,7 +220,8 @@ def test_submit_many_sends_batches_and_reports_each_target(
 def test_submit_reports_a_missing_file_on_its_own_line_and_sends_the_rest(
     api_url: str, new_key: Callable[[], str], media_server: str, media_dir: Path
 ) -> None:
-    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=new_key())
+    key = new_key()
+    env = clean_env(SCENECAP_API_URL=api_url, SCENECAP_API_KEY=key)
     local = str(media_dir / "sample.mp4")
     done = run("submit", "nowhere.mp4", local, f"{media_server}/sample.mp4", env=env)
     assert done.returncode == 1, "one target was refused"
@@ -231,6 +232,11 @@ def test_submit_reports_a_missing_file_on_its_own_line_and_sends_the_rest(
         and "MEDIA_UNREACHABLE: no such file: nowhere.mp4" in lines[0]
     )
     assert lines[1].endswith(f"  {local}") and len(lines[1].split()[0]) == 36  # uploaded, sent
+    uploaded = httpx.get(
+        f"{api_url}/v2/media/categories/{lines[1].split()[0]}",
+        headers={"Authorization": f"Bearer {key}"},
+    ).json()
+    assert uploaded["media_name"] == "sample.mp4"  # the file's own name, not upload://…
     alone = run("submit", "nowhere.mp4", env=env)
     assert alone.returncode == 1
     assert alone.stderr.strip() == "scenecap: error: MEDIA_UNREACHABLE: no such file: nowhere.mp4"
