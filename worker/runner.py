@@ -19,7 +19,7 @@ from db import jobs
 from db.models import JobFrame
 from db.spend import Spent
 from scenecap.core.enums import JobKind, JobStage
-from scenecap.core.errors import BudgetTooSmall, WorkerLost
+from scenecap.core.errors import BudgetTooSmall, JobCancelled, WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.core.media import SNIFF_BYTES, sniff_media
 from scenecap.core.settings import Settings
@@ -80,6 +80,13 @@ def _process(spec: JobSpec, rt: Runtime, attempt: Attempt) -> None:
     )
 
     def work() -> None:
+        try:
+            steps()
+        except JobCancelled:
+            progress.finish()  # a cancelled job shows the time of the stage it stopped in too
+            raise
+
+    def steps() -> None:
         unrecorded = Spent()  # what the job's stored frames or segments did not add already
         if spec.kind == JobKind.COMPLETION and spec.request is not None:
             results = answer_completion(spec.id, spec.request, rt, progress)

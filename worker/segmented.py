@@ -70,6 +70,8 @@ def start_segments(spec: JobSpec, info: MediaInfo, rt: Runtime, progress: Progre
             for n, (start, end) in enumerate(chunks)
         ]
     if spec.wants_transcript and info.has_audio:
+        if not items:
+            progress.stage(JobStage.TRANSCRIBING)
         items += [
             {
                 "kind": ItemKind.SPEECH,
@@ -87,6 +89,8 @@ def start_segments(spec: JobSpec, info: MediaInfo, rt: Runtime, progress: Progre
             jobs.hand_over(session, spec.id)
         log.info("job %s: scenes and speech in %d chunks", spec.id, len(items))
         return
+    # The job shows what it now waits for, not the download it has finished.
+    progress.stage(JobStage.CAPTIONING)
     with rt.session_factory.begin() as session:
         plan = _plan(session, spec, info.duration, settings)
         dispatch_segments(session, spec.id, plan, settings)

@@ -221,7 +221,8 @@ def cancel_job(
         service.purge_job(session, store, key, job_id)
         return Response(status_code=204)
     # The cancellation and its webhook outbox row commit together; delivery is queued after.
-    return _json(JobOut.of(service.cancel_job(session, key, job_id)))
+    job = service.cancel_job(session, key, job_id)
+    return _json(JobOut.of(job, timings=service.stage_timings(session, job.id)))
 
 
 def _json(view: JobOut) -> Response:

@@ -191,7 +191,7 @@ def job_thumbnail(seen: ViewedJob, index: int, request: Request) -> Response:
     "/{job_id}/media",
     response_class=Response,
     responses={
-        200: {"content": {"video/mp4": {}}},
+        200: {"content": {"video/*": {}, "image/*": {}}},
         **_VIEW_ERRORS,
         **responses(errors.RangeNotSatisfiable),
     },

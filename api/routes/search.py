@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import responses
+from api.schemas import Text
 from api.schemas.search import AskAnswer, AskRequest, SearchPage
 from api.services.ask import answer_question
 from api.services.search import search_page
@@ -27,7 +28,7 @@ def search(
     session: SessionDep,
     key: CallerDep,
     q: Annotated[
-        str,
+        Text,
         Query(
             max_length=500,
             description='words; "a phrase", `or` between two words, -word to exclude',

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +24,21 @@ from scenecap.core.media import METADATA_TYPES, REQUESTABLE
 
 if TYPE_CHECKING:  # the client imports these schemas without the database layer
     from db.models import Job
+
+
+def _storable(value: str) -> str:
+    """Text PostgreSQL can hold: no NUL character, no lone surrogate (not UTF-8 at all)."""
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be text (it holds an unpaired surrogate)") from None
+    return value
+
+
+# Free text that reaches the database (a tag, a question, search words).
+Text = Annotated[str, AfterValidator(_storable)]
 
 MetadataType = Literal["categories", "participants", "actions", "scene", "tags", "transcript"]
 
@@ -45,7 +61,7 @@ class CategoriesRequest(BaseModel):
     scene_threshold: StrictFloat | StrictInt | None = Field(None, gt=0, le=255)
     min_scene_seconds: StrictFloat | StrictInt | None = Field(None, ge=0, le=60)
     webhook_url: str | None = Field(None, max_length=2048)
-    job_tag: str | None = Field(None, max_length=200)
+    job_tag: Text | None = Field(None, max_length=200)
     max_frames: StrictInt = Field(60, ge=1, le=60)
     model: str | None = Field(None, min_length=1, max_length=200)
     # Segment mode (docs/api.md, "Long videos"): caption every stretch of this many seconds.

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas import Text
+
 
 class SearchHit(BaseModel):
     """A passage of one of your completed jobs that matches the query."""
@@ -35,7 +37,7 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=2000)
+    question: Text = Field(min_length=1, max_length=2000)
     max_tokens: int = Field(300, ge=16, le=4096, description="the longest answer, in tokens")
 
 

@@ -6,13 +6,10 @@ SQLite file, kombu's filesystem broker and the `local` vision backend, all under
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import html
 import http.server
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -33,6 +30,7 @@ from db.keys import find_active_key, hash_key
 from scenecap.cli.database import transaction
 from scenecap.cli.keys import issue_key
 from scenecap.cli.output import summary
+from scenecap.cli.query import save_report
 from scenecap.core.errors import PortInUse, ServiceUnavailable
 from scenecap.core.settings import get_settings
 
@@ -40,7 +38,6 @@ from scenecap.core.settings import get_settings
 SCENECAP = [sys.executable, "-m", "scenecap.cli.main"]
 # Dev may fetch media from 127.0.0.1 (the demo serves its sample there); production may not.
 DEV_KEY_FILE = "dev-key.json"
-_PICTURE = re.compile(r"src='(/v2/media/categories/[^']+/thumbnails/\d+\.jpg[^']*)'")
 _DEV_DEFAULTS = {"SCENECAP_ALLOW_PRIVATE_URLS": "true", "SCENECAP_ENVIRONMENT": "development"}
 
 
@@ -175,22 +172,6 @@ def run_demo(port: int, *, as_json: bool = False) -> int:
         if job["status"] == "COMPLETED":
             print(f"\nThe report, with every frame: {page.as_uri()}")
     return 0 if job["status"] == "COMPLETED" else 1
-
-
-def save_report(base_url: str, key: str, job_id: str, path: Path) -> None:
-    """Write the job's report page to `path`, its pictures inlined (a file opened in a
-    browser after the service stopped has no service to load them from)."""
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
-        page = client.get(f"/v2/media/categories/{job_id}/report").raise_for_status().text
-
-        def inlined(match: re.Match[str]) -> str:
-            picture = client.get(html.unescape(match.group(1)))
-            if picture.status_code != 200:
-                return match.group(0)
-            return f"src='data:image/jpeg;base64,{base64.b64encode(picture.content).decode()}'"
-
-        path.write_text(_PICTURE.sub(inlined, page), encoding="utf-8")
 
 
 def _submit_and_wait(base_url: str, key: str, media_url: str) -> dict[str, Any]:

@@ -128,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("job_id", metavar="JOB_ID")
     get.add_argument("--json", action="store_true", help="print the job as JSON")
 
+    report = commands.add_parser(
+        "report", help="write a job's report page to a file (pictures inlined), or share it"
+    )
+    report.add_argument("job_id", metavar="JOB_ID")
+    report.add_argument("--output", "-o", metavar="FILE", help="default scenecap-JOB_ID.html")
+    report.add_argument(
+        "--share", action="store_true", help="print a signed link to the page instead"
+    )
+    report.add_argument(
+        "--expires-in", type=int, default=7 * 24 * 3600, metavar="SECONDS", help="the link's life"
+    )
+
     listed = commands.add_parser("list", help="your jobs, newest first")
     listed.add_argument(
         "--status", choices=("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
@@ -136,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--limit", type=int, default=20, help="jobs per page (1-100)")
     listed.add_argument("--cursor", default=None, help="the next page, as the last one said")
     listed.add_argument("--json", action="store_true", help="print the page as JSON")
-    for client_command in (submit, search, ask, export, get, listed):
+    for client_command in (submit, search, ask, export, get, listed, report):
         client_command.add_argument(
             "--api-url",
             default=os.environ.get("SCENECAP_API_URL", "http://127.0.0.1:8000"),
@@ -310,6 +322,12 @@ def _get(args: argparse.Namespace) -> int:
     return run_get(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from scenecap.cli.query import run_report
+
+    return run_report(args)
+
+
 def _list(args: argparse.Namespace) -> int:
     from scenecap.cli.query import run_list
 
@@ -335,6 +353,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _export,
     "get": _get,
     "list": _list,
+    "report": _report,
 }
 
 

@@ -5,6 +5,8 @@ your completed jobs, or ask one a question: docs/api.md, "Search" and "Questions
 from __future__ import annotations
 
 import argparse
+import base64
+import html
 import json
 import re
 import sys
@@ -18,6 +20,7 @@ from scenecap.client import ScenecapClient
 from scenecap.core.errors import ScenecapError
 
 _MATCH = re.compile(r"<b>(.*?)</b>")
+_PICTURE = re.compile(r"src='(/v2/media/categories/[^']+/thumbnails/\d+\.jpg[^']*)'")
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -97,6 +100,39 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"more: --cursor {page.next_cursor}", file=sys.stderr)
 
     return _with_client(args, listed)
+
+
+def save_report(base_url: str, key: str, job_id: str, path: Path) -> None:
+    """Write the job's report page to `path`, its pictures inlined (a file opened in a
+    browser after the service stopped has no service to load them from)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base_url, headers=headers, timeout=30) as client:
+        page = client.get(f"/v2/media/categories/{job_id}/report").raise_for_status().text
+
+        def inlined(match: re.Match[str]) -> str:
+            picture = client.get(html.unescape(match.group(1)))
+            if picture.status_code != 200:
+                return match.group(0)
+            return f"src='data:image/jpeg;base64,{base64.b64encode(picture.content).decode()}'"
+
+        path.write_text(_PICTURE.sub(inlined, page), encoding="utf-8")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    def report(client: ScenecapClient) -> None:
+        if args.share:
+            link = client.share(args.job_id, expires_in=args.expires_in)
+            url = link.report_url
+            if url.startswith("/"):  # no SCENECAP_PUBLIC_BASE_URL: relative to the service
+                url = args.api_url.rstrip("/") + url
+            print(url)
+            print(f"valid until {link.expires_at.isoformat()}", file=sys.stderr)
+            return
+        path = Path(args.output or f"scenecap-{args.job_id}.html")
+        save_report(args.api_url, args.api_key, args.job_id, path)
+        print(path.resolve().as_uri())
+
+    return _with_client(args, report)
 
 
 def _with_client(args: argparse.Namespace, use: Callable[[ScenecapClient], None]) -> int:

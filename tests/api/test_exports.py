@@ -118,6 +118,14 @@ def test_the_export_get_and_list_commands(
     assert shown.returncode == 0 and f"{media_server}/sample.mp4" in shown.stdout
     listed = run("list", "--status", "COMPLETED", env=env)
     assert listed.returncode == 0 and listed.stdout.startswith(job["job_id"])
+    page = tmp_path / "report.html"
+    written = run("report", job["job_id"], "-o", str(page), env=env)
+    assert written.returncode == 0 and written.stdout.strip() == page.as_uri()
+    assert page.read_text().count("src='data:image/jpeg;base64,") == 2
+    shared = run("report", job["job_id"], "--share", "--expires-in", "600", env=env)
+    assert shared.returncode == 0 and shared.stdout.startswith(api_url)
+    opened = httpx.get(shared.stdout.strip())  # no key: the link's token
+    assert opened.status_code == 200 and "<!doctype html>" in opened.text
     missing = run("export", "00000000-0000-0000-0000-000000000000", env=env)
     assert missing.returncode == 1
     assert missing.stderr.startswith("scenecap: error: JOB_NOT_FOUND: ")

@@ -106,6 +106,7 @@ class TestVideoJob:
         wait_for(lambda: len(fake_vlm.image_requests()) >= 2, timeout=60, what="captioning")
         response = client.delete(f"/v2/media/categories/{job_id}")
         assert response.status_code == 200 and response.json()["status"] == "CANCELLED"
+        assert "downloading" in response.json()["timings"]  # the stages it went through
         sent_at_cancel = len(fake_vlm.requests) + fake_vlm.in_flight
         wait_for(
             lambda: f"job {job_id} was cancelled" in worker_log.read_text(),
@@ -114,6 +115,7 @@ class TestVideoJob:
         )
         job = client.get(f"/v2/media/categories/{job_id}").json()
         assert job["status"] == "CANCELLED" and job["results"] is None
+        assert job["timings"]["captioning"] > 0, "the stage it stopped in has its time too"
         # In-flight requests may finish; no new frame is sent after the checkpoint.
         assert len(fake_vlm.requests) <= sent_at_cancel + 4
         assert len(fake_vlm.requests) < 24
