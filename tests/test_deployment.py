@@ -216,3 +216,24 @@ def test_compose_has_real_model_profiles_the_app_can_point_at() -> None:
     default_url = services["api"]["environment"]["SCENECAP_VLM_BASE_URL"]
     assert default_url == "${SCENECAP_VLM_BASE_URL:-http://vllm:8000/v1}"
     assert "ollama pull" in " ".join(ollama["entrypoint"])
+
+
+def test_the_image_installs_its_dependencies_before_it_copies_the_code() -> None:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", "")
+    lines = text.splitlines()
+    deps = next(n for n, line in enumerate(lines) if "-r /tmp/requirements.txt" in line)
+    first_code = next(n for n, line in enumerate(lines) if line.startswith("COPY api "))
+    assert deps < first_code, "a code change would reinstall every dependency"
+    # The list it installs is the project's own: its dependencies and the extras it ships.
+    snippet = re.search(r'python -c "(.*?)" > /tmp/requirements.txt', lines[deps])
+    assert snippet
+    listed = subprocess.run(
+        [sys.executable, "-c", snippet.group(1)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert listed == [*project["dependencies"], *extras["monitoring"], *extras["speech"]]
