@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -126,6 +127,13 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _pool_exhausted)
 
 
+@dataclass
+class BytesInFlight:
+    """What the bodies this process is reading or holding cost (app.state.bodies_in_flight)."""
+
+    held: int = 0
+
+
 # What a body costs in memory while handled, in multiples of its size (measured: bench/abuse).
 PARSED_COPIES = 3
 
@@ -159,6 +167,7 @@ class BodyLimits:
         idle_seconds: float,
         media_paths: tuple[str, ...] = (),
         streamed: tuple[str, ...] = (),
+        in_flight: BytesInFlight | None = None,
     ) -> None:
         self.app = app
         self.max_json_bytes = max_json_bytes
@@ -167,7 +176,7 @@ class BodyLimits:
         self.idle_seconds = idle_seconds
         self.media_paths = media_paths
         self.streamed = streamed
-        self.held = 0  # bytes of bodies this process is reading or holding
+        self.in_flight = in_flight or BytesInFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -195,14 +204,14 @@ class BodyLimits:
                     chunk = message.get("body", b"")
                     if size + len(chunk) > limit:
                         raise _too_large(limit)
-                    if self.held + PARSED_COPIES * len(chunk) > self.in_flight_bytes:
+                    if self.in_flight.held + PARSED_COPIES * len(chunk) > self.in_flight_bytes:
                         raise ServiceUnavailable(
                             "the service is receiving too much at once; try again shortly",
                             {"retry_after": 2},
                         )
                     chunks.append(chunk)
                     size += len(chunk)
-                    self.held += PARSED_COPIES * len(chunk)
+                    self.in_flight.held += PARSED_COPIES * len(chunk)
                     if not message.get("more_body", False):
                         break
                 body = b"".join(chunks)
@@ -223,7 +232,7 @@ class BodyLimits:
 
             await self.app(scope, replay, send)
         finally:
-            self.held -= PARSED_COPIES * size
+            self.in_flight.held -= PARSED_COPIES * size
 
     async def _next(self, receive: Receive) -> Message:
         try:

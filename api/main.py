@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 import scenecap
 from api.auth import KeyCache
-from api.errors import BodyLimits, install_error_handlers
+from api.errors import BodyLimits, BytesInFlight, install_error_handlers
 from api.ratelimit import RateLimiter
 from api.routes import (
     categories,
@@ -122,8 +122,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         QuestionModel(settings) if settings.vision_backend == "openai" else None
     )
     install_error_handlers(app)
+    app.state.bodies_in_flight = BytesInFlight()
     app.add_middleware(
         BodyLimits,
+        in_flight=app.state.bodies_in_flight,
         max_json_bytes=settings.max_json_bytes,
         max_media_bytes=settings.max_request_bytes,
         in_flight_bytes=settings.body_bytes_in_flight,

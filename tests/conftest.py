@@ -492,3 +492,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "worker_errors_expected: the test provokes worker ERROR logs"
     )
+    config.addinivalue_line(
+        "markers",
+        "integration: needs PostgreSQL, Redis or the worker (pytest -m 'not integration' "
+        "runs the rest alone)",
+    )
+
+
+# A test that uses any of these (or a fixture built on them) talks to PostgreSQL, Redis or
+# the worker: `settings` creates the test database, and everything else stands on it.
+INFRASTRUCTURE = frozenset({"settings", "database", "session_factory", "worker", "api_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRASTRUCTURE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

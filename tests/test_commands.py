@@ -159,6 +159,7 @@ class TestWorkerAndBeat:
         assert (event["type"], event["data"]["job_id"]) == ("media.cancelled", str(job_id))
 
 
+@pytest.mark.integration  # it starts a real worker and API of its own
 class TestDev:
     def test_dev_serves_its_printed_url_and_key_and_stops_its_children(
         self, tmp_path: Path, media_server: str

@@ -144,6 +144,9 @@ class UploadSlots:
         self.per_key = per_key
         self._open: Counter[uuid.UUID] = Counter()
 
+    def in_progress(self, key_id: uuid.UUID) -> int:
+        return self._open[key_id]
+
     @contextmanager
     def slot(self, key_id: uuid.UUID) -> Iterator[None]:
         if self._open[key_id] >= self.per_key:

@@ -286,14 +286,24 @@ class TestSlowAndHugeRequests:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert [p for p in store.rglob("*") if p.is_file()] == []
 
-    def test_uploads_in_progress_are_capped_per_key(self, settings: Settings, new_key: Any) -> None:
-        with app_client(settings, new_key(), max_uploads_per_key=1) as (_app, client):
+    def test_uploads_in_progress_are_capped_per_key(
+        self, settings: Settings, new_key: Any, session_factory: Any
+    ) -> None:
+        plaintext = new_key()
+        with session_factory() as session:
+            key_id = find_active_key(session, hash_key(plaintext)).id  # type: ignore[union-attr]
+        with app_client(settings, plaintext, max_uploads_per_key=1) as (app, client):
             headers = {
                 "Authorization": client.headers["authorization"],
                 "Content-Type": "video/mp4",
                 "Content-Length": str(1024 * 1024),
             }
             with held_open(str(client.base_url), "POST /v2/media/uploads HTTP/1.1", headers):
+                wait_for(
+                    lambda: app.state.uploads.in_progress(key_id) == 1,
+                    timeout=10,
+                    what="the first upload to be under way",
+                )
                 refused = client.post(
                     "/v2/media/uploads", content=b"x" * 100, headers={"Content-Type": "video/mp4"}
                 )
@@ -322,7 +332,7 @@ class TestSlowAndHugeRequests:
     ) -> None:
         # 900 KB held open counts 2.7 MB of the 3 MiB; 300 KB more would pass it.
         changes = {"body_bytes_in_flight": 3 * 1024 * 1024, "upload_idle_seconds": 10}
-        with app_client(settings, new_key(), **changes) as (_app, client):
+        with app_client(settings, new_key(), **changes) as (app, client):
             headers = {
                 "Authorization": client.headers["authorization"],
                 "Content-Type": "application/json",
@@ -332,6 +342,11 @@ class TestSlowAndHugeRequests:
             with held_open(
                 str(client.base_url), "POST /v2/media/categories HTTP/1.1", headers, chunk
             ):
+                wait_for(
+                    lambda: app.state.bodies_in_flight.held >= 3 * len(chunk),
+                    timeout=10,
+                    what="the held body to be read",
+                )
                 refused = client.post("/v2/media/categories", content=b"{" + b" " * 300_000 + b"}")
                 assert_error(refused, 503, "SERVICE_UNAVAILABLE")
                 assert refused.headers["retry-after"]
@@ -360,7 +375,6 @@ def held_open(
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         connection.sendall(f"{line}\r\nHost: {host}\r\n{head}\r\n".encode() + body)
-        time.sleep(0.2)  # the server has read what was sent before the block goes on
         yield connection
 
 

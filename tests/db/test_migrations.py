@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, inspect
 
 from db.models import Base
@@ -17,6 +18,7 @@ def tables(url: str) -> set[str]:
         engine.dispose()
 
 
+@pytest.mark.integration
 def test_upgrade_downgrade_upgrade_round_trip() -> None:
     url = recreate_database("scenecap_migrations_test")
     upgrade(url)
@@ -27,6 +29,7 @@ def test_upgrade_downgrade_upgrade_round_trip() -> None:
     assert tables(url) == set(Base.metadata.tables)
 
 
+@pytest.mark.integration
 def test_migrations_match_the_models() -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -113,6 +113,7 @@ def test_fts5_query_translation(query: str, match: str) -> None:
     assert search.fts5_query(query) == match
 
 
+@pytest.mark.integration
 def test_the_migration_indexes_jobs_completed_before_it() -> None:
     url = recreate_database("scenecap_search_backfill")
     upgrade(url, "0006")
@@ -172,6 +173,7 @@ def test_the_migration_indexes_jobs_completed_before_it() -> None:
         engine.dispose()
 
 
+@pytest.mark.integration
 def test_a_key_searches_only_its_own_rows_through_the_key_index() -> None:
     """A key with a few passages among many of another key's is served by the (key, words)
     index: its search never scans the other key's rows (issue: a seq scan over everyone's)."""

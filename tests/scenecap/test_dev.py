@@ -9,7 +9,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SCENECAP
+
+# `dev` and `demo` start a real worker (and an API) of their own.
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:
