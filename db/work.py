@@ -1,6 +1,8 @@
-"""Segment-mode repository: a job's segments, and the work items any worker may take
-(docs/architecture.md, "Long videos"). Every state change is a conditional UPDATE, so a late
-or duplicate task never undoes another's work."""
+"""Work spread over workers, and what a job may spend: a segment-mode job's segments and the
+work items any worker may take (scene chunks, speech chunks, batches of segments;
+docs/architecture.md, "Long videos"), and the token holds every job's model requests take
+against its budget (docs/api.md, "Cost controls"). Every state change is a conditional
+UPDATE, so a late or duplicate task never undoes another's work."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The `openai` backend: any OpenAI-compatible chat-completions server (vLLM, SGLang,
-llama.cpp, Ollama, OpenAI, Animus). One request per frame, the image inline as a data URI."""
+llama.cpp, Ollama, OpenAI, Animus). One request per frame, or per segment with its frames in
+time order (each preceded by its time), images inline as data URIs. The requests made of
+text alone (chapters, the description) are in openai_text.py."""
 
 from __future__ import annotations
 
