@@ -27,19 +27,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import redis
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
-from bench.api import ADMIN_URL, BROKER, api
+from bench.api import ADMIN_URL, BROKER, api, sample_body
 from bench.captioning import N, fake_vlm, stats, time_caption_stage
 from bench.load import percentile
-from bench.search import library
+from bench.search import library, load, timed
 from db import jobs as job_repo
 from db import spend
 from db.keys import create_key
@@ -47,8 +46,7 @@ from db.models import Job
 from db.session import make_engine, make_session_factory
 from db.spend import Spent
 from migrations.apply import upgrade
-from scenecap.cli.sample import SampleScene, write_sample_video
-from scenecap.core.enums import JobKind, JobStatus, utcnow
+from scenecap.cli.sample import write_sample_video
 from scenecap.core.settings import Settings
 from worker.pipeline.extract import ExtractOptions, extract_frames
 from worker.pipeline.plan import plan_even
@@ -254,28 +252,12 @@ def crowded_search(jobs: int, rounds: int) -> None:
     small_id, small = new_key("small")
     generated = list(library(jobs))
     own_job, own_rows = next(library(1, seed=3))
-    engine = make_engine(DATABASE)
-    rows = [_job_row(job_id, crowded_id) for job_id, _ in generated] + [_job_row(own_job, small_id)]
-    with make_session_factory(engine).begin() as session:
-        session.execute(insert(Job), rows)
-    engine.dispose()
     started = time.perf_counter()
-    with psycopg.connect(PLAIN) as connection:
-        # Loaded with the key's GIN index dropped and built again after, as one would.
-        connection.execute("DROP INDEX ix_passages_key_tsv")
-        with connection.cursor().copy(
-            'COPY passages (job_id, api_key_id, kind, start, "end", text) FROM STDIN'
-        ) as copy:
-            for job_id, passages in generated:
-                for kind, start, end, text in passages:
-                    copy.write_row((job_id, crowded_id, kind, start, end, text))
-            for kind, start, end, text in own_rows[:30]:
-                copy.write_row((own_job, small_id, kind, start, end, text))
-        connection.execute(
-            "CREATE INDEX ix_passages_key_tsv ON passages USING gin (api_key_id, tsv)"
-        )
-        connection.execute("ANALYZE passages")
-        connection.commit()
+    load(
+        DATABASE,
+        [(crowded_id, job_id, rows) for job_id, rows in generated]
+        + [(small_id, own_job, own_rows[:30])],
+    )
     print(
         f"\nsearch: a key with 30 passages among {jobs * 60:,} of another key's "
         f"(loaded in {time.perf_counter() - started:.0f} s); 8 queries x {rounds}, through the API"
@@ -303,35 +285,10 @@ def crowded_search(jobs: int, rounds: int) -> None:
                     def get(q: str = query) -> httpx.Response:
                         return client.get("/v2/media/search", params={"q": q}).raise_for_status()
 
-                    times += _timed(get, rounds)
+                    times += timed(get, rounds)
             print(
                 f"| {name} | {percentile(times, 0.5):.1f} ms | {percentile(times, 0.99):.1f} ms |"
             )
-
-
-def _job_row(job_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "api_key_id": key_id,
-        "kind": JobKind.CATEGORIES,
-        "status": JobStatus.COMPLETED,
-        "media_url": f"https://example.com/{job_id}.mp4",
-        "media_type": "video",
-        "requested_metadata": ["tags"],
-        "percent_complete": 100,
-        "results": {"description": "A synthetic video."},
-        "completed_at": utcnow(),
-    }
-
-
-def _timed(call: Callable[[], Any], rounds: int) -> list[float]:
-    call()  # warm: plans cached, pages in memory
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        call()
-        times.append(1000 * (time.perf_counter() - started))
-    return times
 
 
 def ledger(rounds: int) -> None:
@@ -352,16 +309,16 @@ def ledger(rounds: int) -> None:
         session.execute(select(1))  # the transaction is open, as in a submit's
         # Before the ledger a submit counted the key's active jobs; now it locks the key and
         # reads its standing.
-        before = percentile(_timed(lambda: session.scalar(active_jobs), rounds), 0.5)
-        now = percentile(_timed(lambda: spend.standing(session, key_id), rounds), 0.5)
-        upsert = percentile(_timed(lambda: spend.record(session, key_id, spent), rounds), 0.5)
+        before = percentile(timed(lambda: session.scalar(active_jobs), rounds), 0.5)
+        now = percentile(timed(lambda: spend.standing(session, key_id), rounds), 0.5)
+        upsert = percentile(timed(lambda: spend.record(session, key_id, spent), rounds), 0.5)
     body = sample_body()
     with (
         api(1, DATABASE, BASE) as url,
         httpx.Client(base_url=url, headers={"Authorization": f"Bearer {plaintext}"}) as client,
     ):
         submit = percentile(
-            _timed(
+            timed(
                 lambda: client.post(
                     "/v2/media/categories",
                     content=body,
@@ -398,19 +355,6 @@ def ledger(rounds: int) -> None:
         f"| captioned frame, our own work (L = 0) | {per_frame:.2f} ms | {upsert:.2f} ms "
         f"| {share:.1f} % |"
     )
-
-
-def sample_body() -> str:
-    """A submission of a 36 KB data: video (stored and queued; no URL to check)."""
-    with tempfile.TemporaryDirectory() as folder:
-        video = write_sample_video(
-            Path(folder) / "clip.mp4",
-            [SampleScene(c, 1.0) for c in ("red", "green", "blue")],
-            width=320,
-            height=180,
-        )
-        data = base64.b64encode(video.read_bytes()).decode()
-    return json.dumps({"media_url": f"data:video/mp4;base64,{data}", "max_frames": 4})
 
 
 def main() -> None:

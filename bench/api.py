@@ -93,6 +93,11 @@ def prepare() -> tuple[str, str, str]:
         job_repo.complete_job(session, job.id, results=results, usage={"frames": 24})
         job_id = str(job.id)
     engine.dispose()
+    return plaintext, job_id, sample_body()
+
+
+def sample_body() -> str:
+    """A submission of a 36 KB data: video (stored and queued; no URL to check)."""
     with tempfile.TemporaryDirectory() as folder:
         video = write_sample_video(
             Path(folder) / "clip.mp4",
@@ -101,8 +106,7 @@ def prepare() -> tuple[str, str, str]:
             height=180,
         )
         data = base64.b64encode(video.read_bytes()).decode()
-    body = json.dumps({"media_url": f"data:video/mp4;base64,{data}", "max_frames": 4})
-    return plaintext, job_id, body
+    return json.dumps({"media_url": f"data:video/mp4;base64,{data}", "max_frames": 4})
 
 
 def completed_results(frames: int) -> dict[str, object]:

@@ -140,43 +140,51 @@ def prepare(jobs: int) -> tuple[uuid.UUID, str]:
         key, plaintext = create_key(session, "library")
     started = time.perf_counter()
     generated = list(library(jobs))
-    job_rows = [
-        {
-            "id": job_id,
-            "api_key_id": key.id,
-            "kind": JobKind.CATEGORIES,
-            "status": JobStatus.COMPLETED,
-            "media_url": f"https://example.com/{job_id}.mp4",
-            "media_type": "video",
-            "requested_metadata": ["tags"],
-            "percent_complete": 100,
-            "results": {"description": "A synthetic video."},
-            "completed_at": utcnow(),
-        }
-        for job_id, _rows in generated
-    ]
-    with make_session_factory(engine).begin() as session:
-        session.execute(insert(Job), job_rows)
-    engine.dispose()
-    # The bulk load goes in with the GIN index dropped and built again after, as one would.
-    with psycopg.connect(PLAIN) as connection:
-        connection.execute("DROP INDEX ix_passages_key_tsv")
-        with connection.cursor().copy(
-            'COPY passages (job_id, api_key_id, kind, start, "end", text) FROM STDIN'
-        ) as copy:
-            for job_id, rows in generated:
-                for kind, start, end, text in rows:
-                    copy.write_row((job_id, key.id, kind, start, end, text))
-        connection.execute(
-            "CREATE INDEX ix_passages_key_tsv ON passages USING gin (api_key_id, tsv)"
-        )
-        connection.execute("ANALYZE passages")
-        connection.commit()
+    load(DATABASE, [(key.id, job_id, rows) for job_id, rows in generated])
     print(
         f"library: {jobs:,} jobs, {jobs * 60:,} passages, "
         f"loaded and indexed in {time.perf_counter() - started:.0f} s"
     )
     return key.id, plaintext
+
+
+def completed_job(job_id: uuid.UUID, key_id: uuid.UUID) -> dict[str, Any]:
+    """A completed job's row, as a bulk insert takes it."""
+    return {
+        "id": job_id,
+        "api_key_id": key_id,
+        "kind": JobKind.CATEGORIES,
+        "status": JobStatus.COMPLETED,
+        "media_url": f"https://example.com/{job_id}.mp4",
+        "media_type": "video",
+        "requested_metadata": ["tags"],
+        "percent_complete": 100,
+        "results": {"description": "A synthetic video."},
+        "completed_at": utcnow(),
+    }
+
+
+def load(database: str, library: list[tuple[uuid.UUID, uuid.UUID, list[Any]]]) -> None:
+    """Completed jobs and their passages, (key, job, passages) each, in bulk: the jobs in one
+    insert, the passages by COPY with the key's GIN index dropped and built again after, as
+    one would."""
+    engine = make_engine(database)
+    with make_session_factory(engine).begin() as session:
+        session.execute(insert(Job), [completed_job(job, key) for key, job, _ in library])
+    engine.dispose()
+    with psycopg.connect(database.replace("+psycopg", "")) as connection:
+        connection.execute("DROP INDEX ix_passages_key_tsv")
+        with connection.cursor().copy(
+            'COPY passages (job_id, api_key_id, kind, start, "end", text) FROM STDIN'
+        ) as copy:
+            for key_id, job_id, rows in library:
+                for kind, start, end, text in rows:
+                    copy.write_row((job_id, key_id, kind, start, end, text))
+        connection.execute(
+            "CREATE INDEX ix_passages_key_tsv ON passages USING gin (api_key_id, tsv)"
+        )
+        connection.execute("ANALYZE passages")
+        connection.commit()
 
 
 def indexing_ms(key_id: uuid.UUID, count: int) -> float:

@@ -144,21 +144,28 @@ Burst = tuple[float, float, int]  # start and length in seconds, pitch in Hz
 def spoken_clip(path: Path, seconds: float, bursts: Sequence[Burst], *, fps: int = 5) -> Path:
     """A video of flat frames whose sound is silence but for tone bursts at known times (the
     fake speech server hears each burst as one word)."""
+    samples = np.zeros(round(44100 * seconds), np.float32)
+    for start, length, pitch in bursts:
+        first, count = round(start * 44100), round(length * 44100)
+        times = np.arange(count) / 44100
+        samples[first : first + count] = 0.5 * np.sin(2 * np.pi * pitch * times)
+    return flat_clip_with_sound(path, seconds, samples, "green", fps)
+
+
+def flat_clip_with_sound(
+    path: Path, seconds: float, samples: np.ndarray, colour: str, fps: int
+) -> Path:
+    """A 160x96 video of one flat colour whose sound is `samples` (44.1 kHz mono floats)."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = 160, 96, "yuv420p"
         video.options = {"preset": "ultrafast"}
         sound = container.add_stream("aac", rate=44100)
         for n in range(round(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(flat("green", 160, 96), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(flat(colour, 160, 96), format="bgr24")
             frame.pts = n
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-        samples = np.zeros(round(44100 * seconds), np.float32)
-        for start, length, pitch in bursts:
-            first, count = round(start * 44100), round(length * 44100)
-            times = np.arange(count) / 44100
-            samples[first : first + count] = 0.5 * np.sin(2 * np.pi * pitch * times)
         for start in range(0, len(samples), 1024):
             chunk = samples[start : start + 1024].reshape(1, -1)
             audio = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
@@ -198,20 +205,5 @@ def voiced_clip(
         first = round(start * 44100)
         samples[first : first + len(voice)] = 0.8 * voice[: len(samples) - first]
         spoken.append((start, start + len(voice) / 44100, text))
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = 160, 96, "yuv420p"
-        video.options = {"preset": "ultrafast"}
-        sound = container.add_stream("aac", rate=44100)
-        for n in range(round(seconds * fps)):
-            frame = av.VideoFrame.from_ndarray(flat("blue", 160, 96), format="bgr24")
-            frame.pts = n
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        for start in range(0, len(samples), 1024):
-            chunk = samples[start : start + 1024].reshape(1, -1)
-            audio = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-            audio.sample_rate, audio.pts = 44100, start
-            container.mux(sound.encode(audio))
-        container.mux(sound.encode(None))
+    flat_clip_with_sound(path, seconds, samples, "blue", fps)
     return spoken

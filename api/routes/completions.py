@@ -8,7 +8,7 @@ from starlette.responses import Response
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
 from api.responses import DeferredResponse
-from api.schemas import CompletionRequest, CompletionResponse
+from api.schemas.completions import CompletionRequest, CompletionResponse
 from api.services.completions import answer_when_done, create_completion
 from scenecap.core import errors
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
-from api.schemas import (
+from api.schemas.webhooks import (
     SecretRotation,
     WebhookConfig,
     WebhookConfigUpdate,

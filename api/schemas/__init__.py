@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from scenecap.core.enums import JobStatus, as_utc
+from scenecap.core.enums import JobStatus, as_utc_or_none
 from scenecap.core.media import METADATA_TYPES, REQUESTABLE
 
 if TYPE_CHECKING:  # the client imports these schemas without the database layer
@@ -137,10 +137,10 @@ class JobOut(BaseModel):
             status=JobStatus(job.status),
             percent_complete=job.percent_complete,
             stage=job.stage,
-            created_at=_utc(job.created_at),
-            started_at=_utc(job.started_at),
-            updated_at=_utc(job.updated_at),
-            completed_at=_utc(job.completed_at),
+            created_at=as_utc_or_none(job.created_at),
+            started_at=as_utc_or_none(job.started_at),
+            updated_at=as_utc_or_none(job.updated_at),
+            completed_at=as_utc_or_none(job.completed_at),
             media_url=job.media_url,
             media_name=job.media_name,
             media_type=job.media_type,
@@ -279,146 +279,6 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class ImageUrl(BaseModel):
-    url: str = Field(min_length=1, description="http(s) URL or data:<mime>;base64,<...>")
-    detail: str | None = None
-
-
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
-
-
-class ImagePart(BaseModel):
-    type: Literal["image_url"]
-    image_url: ImageUrl
-
-
-ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
-
-
-class CompletionRequest(BaseModel):
-    """POST /v2/media/completions: the OpenAI chat-completions request (no streaming)."""
-
-    # The OpenAI SDK may send fields this service does not use; they are ignored.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(None, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
-    temperature: float = Field(0.1, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=16384)
-    stream: Literal[False] = False
-
-    def image_urls(self) -> list[str]:
-        return [
-            part.image_url.url
-            for message in self.messages
-            if not isinstance(message.content, str)
-            for part in message.content
-            if isinstance(part, ImagePart)
-        ]
-
-
-class AssistantMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class Choice(BaseModel):
-    index: int
-    message: AssistantMessage
-    finish_reason: str
-
-
-class CompletionUsage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class CompletionResponse(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: CompletionUsage
-
-
-class WebhookConfig(BaseModel):
-    """The key's default webhook URL (used when a job names none)."""
-
-    url: str | None
-    secret_prefix: str
-
-
-class WebhookConfigUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    url: str | None = Field(max_length=2048)
-
-
-class SecretRotation(BaseModel):
-    webhook_secret: str
-    previous_secret_valid_until: datetime
-
-
-class WebhookAttemptOut(BaseModel):
-    attempted_at: datetime
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-class WebhookEventOut(BaseModel):
-    webhook_id: str
-    type: str
-    url: str
-    status: str
-    attempts: int
-    created_at: datetime
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    last_error: str | None
-    attempt_log: list[WebhookAttemptOut]
-
-    @classmethod
-    def of(cls, event: Any, attempts: list[Any]) -> WebhookEventOut:
-        return cls(
-            webhook_id=event.webhook_id,
-            type=event.type,
-            url=event.url,
-            status=event.status,
-            attempts=event.attempts,
-            created_at=as_utc(event.created_at),
-            next_attempt_at=_utc(event.next_attempt_at),
-            delivered_at=_utc(event.delivered_at),
-            last_error=event.last_error,
-            attempt_log=[
-                WebhookAttemptOut(
-                    attempted_at=as_utc(a.attempted_at),
-                    status_code=a.status_code,
-                    error=a.error,
-                    duration_ms=a.duration_ms,
-                )
-                for a in attempts
-            ],
-        )
-
-
-class WebhookEventList(BaseModel):
-    data: list[WebhookEventOut]
-
-
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return as_utc(value) if value is not None else None

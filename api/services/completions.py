@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from api.auth import Caller
 from api.errors import error_response
-from api.schemas import CompletionRequest
+from api.schemas.completions import CompletionRequest
 from api.services import quota
 from api.services.jobs import check_model
 from api.services.media_check import InspectedMedia, MediaInspector

@@ -25,7 +25,6 @@ from typing import Any, TypeVar, Unpack
 import httpx
 
 from api.schemas import (
-    CompletionResponse,
     ImageResult,
     JobAccepted,
     JobList,
@@ -33,6 +32,7 @@ from api.schemas import (
     ShareLink,
     UploadOut,
 )
+from api.schemas.completions import CompletionResponse
 from api.schemas.cost import BatchResponse, UsageReport
 from api.schemas.search import AskAnswer, SearchPage
 from scenecap.client.calls import (

@@ -15,7 +15,6 @@ import httpx
 from pydantic import BaseModel
 
 from api.schemas import (
-    CompletionResponse,
     ImageResult,
     JobAccepted,
     JobList,
@@ -23,6 +22,7 @@ from api.schemas import (
     ShareLink,
     UploadOut,
 )
+from api.schemas.completions import CompletionResponse
 from api.schemas.cost import BatchResponse, UsageReport
 from api.schemas.search import AskAnswer, SearchPage
 from scenecap.core.errors import WaitTimeout, error_for_code

@@ -18,7 +18,7 @@ from scenecap.core.settings import Settings
 from scenecap.core.tokens import least_budget
 from scenecap.store import open_store, paths
 from tests.api.test_categories import assert_error
-from tests.conftest import cancel_unfinished, is_terminal, poll_job, serve_app
+from tests.conftest import client_for, is_terminal, poll_job, serve_app
 from worker.segment_budget import frames_that_fit, segments_within
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -32,19 +32,11 @@ def owner(session_factory: Any) -> tuple[uuid.UUID, str]:
 
 
 @contextmanager
-def client_of(url: str, key: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-        yield http
-        cancel_unfinished(http)
-
-
-@contextmanager
 def app_with(settings: Settings, key: str, **changes: Any) -> Iterator[httpx.Client]:
     """A client of the API built with some settings changed."""
     with (
         serve_app(create_app(settings.model_copy(update=changes))) as url,
-        client_of(url, key) as c,
+        client_for(url, key) as c,
     ):
         yield c
 
@@ -67,7 +59,7 @@ class TestReuse:
         settings: Settings,
     ) -> None:
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 3, "job_tag": "first"}
-        with client_of(api_url, owner[1]) as client:
+        with client_for(api_url, owner[1]) as client:
             first = run_job(client, body)
             calls = len(fake_vlm.requests)
             assert calls == 4  # three frames and the summary
@@ -77,7 +69,7 @@ class TestReuse:
         assert again["results"] == first["results"]
         assert again["usage"]["reused_frames"] == 3 and again["usage"]["total_tokens"] == 0
         assert first["usage"].get("reused_frames") is None
-        with client_of(api_url, owner[1]) as client:
+        with client_for(api_url, owner[1]) as client:
             page = client.get(f"/v2/media/categories/{again['job_id']}/report").text
             assert "Reused: the captions of an earlier job" in page
             assert "Reused" not in client.get(f"/v2/media/categories/{first['job_id']}/report").text
@@ -107,7 +99,7 @@ class TestReuse:
         change: dict[str, Any],
     ) -> None:
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 3}
-        with client_of(api_url, owner[1]) as client:
+        with client_for(api_url, owner[1]) as client:
             run_job(client, body)
             calls = len(fake_vlm.requests)
             other = run_job(client, {**body, **change})
@@ -123,7 +115,7 @@ class TestReuse:
         fake_vlm: Any,
     ) -> None:
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 3}
-        with client_of(api_url, owner[1]) as mine:
+        with client_for(api_url, owner[1]) as mine:
             run_job(mine, body)
         calls = len(fake_vlm.requests)
         theirs = run_job(client, body)  # another key, the same bytes
@@ -134,7 +126,7 @@ class TestReuse:
         self, api_url: str, owner: tuple[uuid.UUID, str], media_server: str, fake_vlm: Any
     ) -> None:
         body = {"media_url": f"{media_server}/long.mp4", "segment_seconds": 20}
-        with client_of(api_url, owner[1]) as client:
+        with client_for(api_url, owner[1]) as client:
             first = run_job(client, body)
             calls = len(fake_vlm.requests)
             again = run_job(client, body)
@@ -300,7 +292,7 @@ class TestQuotaAndUsage:
         with session_factory.begin() as session:
             _key, plaintext = create_key(session, "quota", tokens_per_day=least)
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 2}
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             job = run_job(client, body)  # its plan shrank to what the quota held for it
             assert 0 < job["usage"]["total_tokens"] <= least
             refused = client.post("/v2/media/categories", json=body)
@@ -318,7 +310,7 @@ class TestQuotaAndUsage:
     def test_usage_sums_the_jobs_per_day(
         self, api_url: str, owner: tuple[uuid.UUID, str], media_server: str, fake_vlm: Any
     ) -> None:
-        with client_of(api_url, owner[1]) as client:
+        with client_for(api_url, owner[1]) as client:
             first = run_job(client, {"media_url": f"{media_server}/sample.mp4", "max_frames": 2})
             second = run_job(client, {"media_url": f"{media_server}/sample.mp4", "max_frames": 2})
             report = client.get("/v2/usage").json()
@@ -357,7 +349,7 @@ class TestQuotaAndUsage:
         name = f"metrics-{uuid.uuid4().hex[:6]}"
         with session_factory.begin() as session:
             _key, plaintext = create_key(session, name)
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             job = run_job(client, {"media_url": f"{media_server}/sample.mp4", "max_frames": 2})
         with app_with(settings, plaintext, metrics_cache_seconds=0) as fresh:
             text = fresh.get("/metrics").text

@@ -26,7 +26,7 @@ from scenecap.core.settings import Settings
 from scenecap.core.tokens import frame_cost, least_budget
 from scenecap.store import open_store, paths
 from tests.api.test_categories import assert_error
-from tests.conftest import cancel_unfinished, is_terminal, poll_job, serve_app, wait_for
+from tests.conftest import client_for, is_terminal, poll_job, serve_app, wait_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -35,14 +35,6 @@ def key_with(session_factory: Any, tokens_per_day: int | None = None) -> tuple[u
     with session_factory.begin() as session:
         key, plaintext = create_key(session, "quota", tokens_per_day=tokens_per_day)
         return key.id, plaintext
-
-
-@contextmanager
-def client_of(url: str, key: str) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-        yield http
-        cancel_unfinished(http)
 
 
 def submit(client: httpx.Client, media_server: str, frames: int) -> str:
@@ -88,7 +80,7 @@ class TestQuota:
         key_id, plaintext = key_with(session_factory, tokens_per_day=3 * least)
         fake_vlm.delay = 0.5  # none ends before the others are submitted
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 4}
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             answers = in_parallel(20, lambda: client.post("/v2/media/categories", json=body))
             codes = Counter(r.status_code for r in answers)
             assert codes == {202: 3, 429: 17}, codes
@@ -114,7 +106,7 @@ class TestQuota:
         quota = frame_cost(settings, heard=False) + 100  # one image's request, not two
         key_id, plaintext = key_with(session_factory, tokens_per_day=quota)
         batch = {"requests": [{"media_url": image} for _ in range(10)]}
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             results = client.post("/v2/media/categories/batch", json=batch).json()["results"]
             assert Counter(r["status"] for r in results) == {202: 1, 429: 9}
             [made] = [r["job_id"] for r in results if r["status"] == 202]
@@ -141,10 +133,10 @@ class TestQuota:
             ],
         }
         _poor, plaintext = key_with(session_factory, tokens_per_day=100)
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             assert_error(client.post("/v2/media/completions", json=body), 429, "QUOTA_EXCEEDED")
         rich_id, plaintext = key_with(session_factory)
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             answer = client.post("/v2/media/completions", json=body)
             assert answer.status_code == 200, answer.text
             used = answer.json()["usage"]["total_tokens"]
@@ -162,7 +154,7 @@ class TestQuota:
     ) -> None:
         key_id, plaintext = key_with(session_factory)
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 2}
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             job = client.post("/v2/media/categories", json=body).json()["job_id"]
             job_tokens = poll_job(client, job, until=is_terminal)["usage"]["total_tokens"]
             answer = client.post(
@@ -177,7 +169,7 @@ class TestQuota:
                 from db.keys import set_quota
 
                 set_quota(session, key_id, job_tokens + asked)
-            with app_of(settings) as url, client_of(url, plaintext) as fresh:  # no cached key
+            with app_of(settings) as url, client_for(url, plaintext) as fresh:  # no cached key
                 refused = fresh.post(
                     f"/v2/media/categories/{job}/ask", json={"question": "And now?"}
                 )
@@ -188,7 +180,7 @@ class TestQuota:
         self, api_url: str, session_factory: Any, media_server: str, fake_vlm: Any
     ) -> None:
         key_id, plaintext = key_with(session_factory)
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             job = client.post(
                 "/v2/media/categories",
                 json={"media_url": f"{media_server}/sample.mp4", "max_frames": 2},
@@ -212,7 +204,7 @@ class TestQuota:
     ) -> None:
         key_id, plaintext = key_with(session_factory)
         fake_vlm.delay = 0.6
-        with client_of(api_url, plaintext) as client:
+        with client_for(api_url, plaintext) as client:
             job = client.post(
                 "/v2/media/categories",
                 json={"media_url": f"{media_server}/sample.mp4", "max_frames": 12},
@@ -262,12 +254,12 @@ class TestActiveJobs:
         body = {"media_url": f"{media_server}/sample.mp4", "max_frames": 4}
         with app_of(settings, max_active_jobs_per_key=5) as url:
             _id, plaintext = key_with(session_factory)
-            with client_of(url, plaintext) as client:
+            with client_for(url, plaintext) as client:
                 answers = in_parallel(30, lambda: client.post("/v2/media/categories", json=body))
                 assert Counter(r.status_code for r in answers) == {202: 5, 429: 25}
             _id, plaintext = key_with(session_factory)
             batch = {"requests": [body] * 4}
-            with client_of(url, plaintext) as client:
+            with client_for(url, plaintext) as client:
                 pages = in_parallel(
                     3, lambda: client.post("/v2/media/categories/batch", json=batch)
                 )

@@ -12,7 +12,8 @@ import pytest
 
 from scenecap.cli.sample import PALETTE
 from worker.vision.base import CaptionRequest, FrameImage
-from worker.vision.local import LocalBackend, colour_name
+from worker.vision.local import LocalBackend
+from worker.vision.measure import colour_name
 
 
 def jpeg_of(image: np.ndarray) -> FrameImage:
