@@ -17,7 +17,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.schemas import ErrorResponse
 from scenecap.core.errors import (
     DatabaseUnavailable,
     MalformedJson,
@@ -30,6 +29,7 @@ from scenecap.core.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
+from scenecap.schemas import ErrorResponse
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from html import escape
 from typing import Any
 
 from api.report_assets import FIND, LIVE, PLAYER, STYLE
-from api.schemas import JobOut
 from db.models import JobFrame, JobSegment
 from scenecap.core.enums import JobStatus
 from scenecap.core.media import TRANSCRIPT
+from scenecap.schemas import JobOut
 
 
 @dataclass(frozen=True)

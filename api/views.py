@@ -1,4 +1,4 @@
-"""JSON bodies of the hot reads, built from db.views rows in JobOut's shape (api/schemas
+"""JSON bodies of the hot reads, built from db.views rows in JobOut's shape (scenecap/schemas
 documents it; a test holds the two equal).
 
 The job's results, metadata, media and usage arrive as the JSON text the database holds and
@@ -14,11 +14,49 @@ from typing import Any
 import orjson
 
 from db.frames import read_timings
+from db.models import Job
 from db.views import JSON_COLUMNS, Row
-from scenecap.core.enums import JobStatus, as_utc
+from scenecap.core.enums import JobStatus, as_utc, as_utc_or_none
+from scenecap.schemas import JobError, JobOut
 
 # pydantic's way: aware datetimes in UTC with "Z", microseconds when there are any.
 _OPTIONS = orjson.OPT_UTC_Z
+
+
+def job_out(
+    job: Job, *, with_results: bool = True, timings: dict[str, float] | None = None
+) -> JobOut:
+    """A job row as the API shows it (the slower twin of job_body, for rows already loaded)."""
+    return JobOut(
+        job_id=job.id,
+        status=JobStatus(job.status),
+        percent_complete=job.percent_complete,
+        stage=job.stage,
+        created_at=as_utc_or_none(job.created_at),
+        started_at=as_utc_or_none(job.started_at),
+        updated_at=as_utc_or_none(job.updated_at),
+        completed_at=as_utc_or_none(job.completed_at),
+        media_url=job.media_url,
+        media_name=job.media_name,
+        media_type=job.media_type,
+        metadata=job.requested_metadata,
+        use_scenes=job.use_scenes,
+        scene_threshold=job.scene_threshold,
+        min_scene_seconds=job.min_scene_seconds,
+        max_frames=job.max_frames,
+        segment_seconds=job.segment_seconds,
+        frames_per_segment=job.frames_per_segment if job.segment_seconds else None,
+        model=job.model,
+        job_tag=job.job_tag,
+        webhook_url=job.webhook_url,
+        media=job.media_info,
+        results=job.results if with_results and job.status == JobStatus.COMPLETED else None,
+        usage=job.usage,
+        error=JobError(code=job.error_code, message=job.error_message or "")
+        if job.error_code
+        else None,
+        timings=timings,
+    )
 
 
 def job_body(row: Row) -> bytes:

@@ -12,15 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
 from api.responses import DeferredResponse
-from api.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
-from api.schemas.cost import BatchRequest, BatchResponse
 from api.services import batch
 from api.services import jobs as service
 from api.services.waiting import wait_for_terminal
+from api.views import job_out
 from db.models import Job
 from db.session import release_connection
 from scenecap.core import errors
 from scenecap.core.enums import JobStatus
+from scenecap.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
+from scenecap.schemas.cost import BatchRequest, BatchResponse
 
 router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
 # The routes whose bodies may carry data: media (up to MAX_REQUEST_BYTES).
@@ -222,7 +223,7 @@ def cancel_job(
         return Response(status_code=204)
     # The cancellation and its webhook outbox row commit together; delivery is queued after.
     job = service.cancel_job(session, key, job_id)
-    return _json(JobOut.of(job, timings=service.stage_timings(session, job.id)))
+    return _json(job_out(job, timings=service.stage_timings(session, job.id)))
 
 
 def _json(view: JobOut) -> Response:

@@ -8,9 +8,9 @@ from starlette.responses import Response
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
 from api.responses import DeferredResponse
-from api.schemas.completions import CompletionRequest, CompletionResponse
 from api.services.completions import answer_when_done, create_completion
 from scenecap.core import errors
+from scenecap.schemas.completions import CompletionRequest, CompletionResponse
 
 router = APIRouter(prefix="/v2/media", tags=["completions"])
 PATHS = ("/v2/media/completions", "/v2/media/chat/completions")

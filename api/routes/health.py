@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.schemas import Health
 from db.session import ping
 from scenecap.core.errors import (
     BrokerUnavailable,
@@ -14,6 +13,7 @@ from scenecap.core.errors import (
     ServiceUnavailable,
     StoreUnavailable,
 )
+from scenecap.schemas import Health
 
 router = APIRouter(tags=["operations"])
 

@@ -17,15 +17,16 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CallerDep, Credentials, SessionDep, get_caller
 from api.errors import responses
 from api.report import ReportFrame, render_report
-from api.schemas import JobOut, PublicJobOut, ShareLink, ShareRequest
 from api.services import jobs as service
 from api.services import links
 from api.services.events import EventStream, job_events
 from api.services.playback import read_span, span_of
+from api.views import job_out
 from db import frames as frame_repo
 from db import jobs, work
 from scenecap.core import errors
 from scenecap.core.enums import JobStatus
+from scenecap.schemas import JobOut, PublicJobOut, ShareLink, ShareRequest
 from scenecap.store import MediaStore, paths
 
 router = APIRouter(prefix="/v2/media/categories", tags=["media jobs"])
@@ -125,7 +126,7 @@ def _job_view(reader: sessionmaker[Session], job_id: uuid.UUID) -> JobOut:
         job = jobs.get_job(session, job_id, with_results=True)
         if job is None:
             raise errors.JobNotFound(f"no job {job_id}")
-        return JobOut.of(job, timings=frame_repo.stage_timings(session, job_id))
+        return job_out(job, timings=frame_repo.stage_timings(session, job_id))
 
 
 @router.get(
@@ -141,7 +142,7 @@ def job_report(seen: ViewedJob, request: Request, session: SessionDep) -> HTMLRe
         job = jobs.get_job(session, seen.job_id, with_results=True)
         if job is None:
             raise errors.JobNotFound(f"no job {seen.job_id}")
-        view = JobOut.of(job, timings=service.stage_timings(session, job.id))
+        view = job_out(job, timings=service.stage_timings(session, job.id))
         if job.segment_seconds:
             rows = work.captioned_segments(session, job.id)
             frames = [ReportFrame.of_segment(row) for row in rows]

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import responses
-from api.schemas import Text
-from api.schemas.search import AskAnswer, AskRequest, SearchPage
 from api.services.ask import answer_question
 from api.services.search import search_page
 from scenecap.core import errors
+from scenecap.schemas import Text
+from scenecap.schemas.search import AskAnswer, AskRequest, SearchPage
 
 router = APIRouter(prefix="/v2/media", tags=["search"])
 

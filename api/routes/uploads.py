@@ -10,10 +10,10 @@ from starlette.requests import ClientDisconnect
 
 from api.deps import CallerDep, SettingsDep, StoreDep
 from api.errors import responses
-from api.schemas import UploadOut
 from api.services.uploads import disposition_name, receive_upload, within_idle
 from scenecap.core import errors
 from scenecap.core.media import file_name
+from scenecap.schemas import UploadOut
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v2/media", tags=["uploads"])

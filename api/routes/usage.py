@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from api.deps import CallerDep, SessionDep
 from api.errors import responses
-from api.schemas.cost import UsageReport
 from api.services.usage import usage_report
 from scenecap.core import errors
+from scenecap.schemas.cost import UsageReport
 
 router = APIRouter(prefix="/v2", tags=["usage"])
 

@@ -6,16 +6,16 @@ from fastapi import APIRouter
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep
 from api.errors import responses
-from api.schemas.webhooks import (
+from api.services import webhooks as service
+from db.models import ApiKey
+from scenecap.core import errors
+from scenecap.schemas.webhooks import (
     SecretRotation,
     WebhookConfig,
     WebhookConfigUpdate,
     WebhookEventList,
     WebhookEventOut,
 )
-from api.services import webhooks as service
-from db.models import ApiKey
-from scenecap.core import errors
 
 router = APIRouter(tags=["webhooks"])
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
-from api.schemas.search import AskAnswer, AskRequest, AskUsage, Citation
 from api.services import quota
 from db import jobs, search, spend
 from db.search import JobPassage
@@ -35,6 +34,7 @@ from scenecap.core.errors import (
 )
 from scenecap.core.settings import Settings
 from scenecap.core.tokens import TEMPLATE_TOKENS, text_tokens
+from scenecap.schemas.search import AskAnswer, AskRequest, AskUsage, Citation
 
 LOCAL_MODEL = "local-extractive"
 BEST = 8  # passages found by their words; each brings its neighbours

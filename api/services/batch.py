@@ -14,14 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from api.errors import validation_failed
-from api.schemas import CategoriesRequest, ErrorBody
-from api.schemas.cost import BatchItem, BatchRequest, BatchResponse
 from api.services.jobs import Prepared, Submission, inspect_job, prepare_job, store_job
 from api.services.media_check import MediaInspector
 from db import jobs
 from db.session import release_connection
 from scenecap.core.errors import IdempotencyConflict, ScenecapError
 from scenecap.core.settings import Settings
+from scenecap.schemas import CategoriesRequest, ErrorBody
+from scenecap.schemas.cost import BatchItem, BatchRequest, BatchResponse
 from scenecap.store import MediaStore
 
 

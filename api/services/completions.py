@@ -17,7 +17,6 @@ from starlette.responses import Response
 
 from api.auth import Caller
 from api.errors import error_response
-from api.schemas.completions import CompletionRequest
 from api.services import quota
 from api.services.jobs import check_model
 from api.services.media_check import InspectedMedia, MediaInspector
@@ -31,6 +30,7 @@ from scenecap.core.errors import CompletionTimeout, ValidationFailed, error_for_
 from scenecap.core.media import METADATA_TYPES, is_upload_url
 from scenecap.core.settings import Settings
 from scenecap.core.tasks import PROCESS_JOB
+from scenecap.schemas.completions import CompletionRequest
 
 
 async def create_completion(

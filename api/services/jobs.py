@@ -15,7 +15,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.schemas import CategoriesRequest
 from api.services import quota
 from api.services.media_check import InspectedMedia, MediaInspector
 from api.services.uploads import owned_upload
@@ -39,6 +38,7 @@ from scenecap.core.settings import Settings
 from scenecap.core.speech import check_speech
 from scenecap.core.tasks import PROCESS_JOB
 from scenecap.core.tokens import frame_cost, least_budget
+from scenecap.schemas import CategoriesRequest
 from scenecap.store import MediaStore, paths
 
 

@@ -11,9 +11,9 @@ import uuid
 from sqlalchemy.orm import Session
 
 from api.deps import Caller
-from api.schemas.search import SearchHit, SearchPage
 from db import search
 from scenecap.core.errors import ValidationFailed
+from scenecap.schemas.search import SearchHit, SearchPage
 
 
 def search_page(

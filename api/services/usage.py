@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.schemas.cost import UsageDay, UsageReport
 from db import usage
 from scenecap.core.enums import utcnow
 from scenecap.core.errors import ValidationFailed
+from scenecap.schemas.cost import UsageDay, UsageReport
 
 DEFAULT_DAYS = 30
 MOST_DAYS = 366

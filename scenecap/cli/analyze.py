@@ -16,7 +16,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from api.schemas import JobOut
+from api.views import job_out
 from db import frames, jobs
 from db.keys import create_key
 from db.session import Message, make_engine, make_session_factory
@@ -123,7 +123,7 @@ def _job(session_factory: Any, job_id: uuid.UUID) -> dict[str, Any]:
     with session_factory() as session:
         job = jobs.get_job(session, job_id, with_results=True)
         assert job is not None
-        view = JobOut.of(job, timings=frames.stage_timings(session, job_id))
+        view = job_out(job, timings=frames.stage_timings(session, job_id))
     return view.model_dump(mode="json")
 
 

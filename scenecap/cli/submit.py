@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
-from api.schemas import JobAccepted
-from api.schemas.cost import MAX_BATCH
 from scenecap.cli.options import job_fields
 from scenecap.cli.output import ProgressBar, exit_code, fail, image_summary, summary
 from scenecap.client import ScenecapClient
 from scenecap.core.errors import MediaUnreachable, ScenecapError
+from scenecap.schemas import JobAccepted
+from scenecap.schemas.cost import MAX_BATCH
 
 
 def run_submit(args: argparse.Namespace) -> int:

@@ -24,17 +24,6 @@ from typing import Any, TypeVar, Unpack
 
 import httpx
 
-from api.schemas import (
-    ImageResult,
-    JobAccepted,
-    JobList,
-    JobOut,
-    ShareLink,
-    UploadOut,
-)
-from api.schemas.completions import CompletionResponse
-from api.schemas.cost import BatchResponse, UsageReport
-from api.schemas.search import AskAnswer, SearchPage
 from scenecap.client.calls import (
     _STREAM_TIMEOUT,
     Call,
@@ -51,6 +40,17 @@ from scenecap.client.calls import (
 )
 from scenecap.core.errors import WaitTimeout
 from scenecap.core.signing import WebhookVerificationError, verify_webhook
+from scenecap.schemas import (
+    ImageResult,
+    JobAccepted,
+    JobList,
+    JobOut,
+    ShareLink,
+    UploadOut,
+)
+from scenecap.schemas.completions import CompletionResponse
+from scenecap.schemas.cost import BatchResponse, UsageReport
+from scenecap.schemas.search import AskAnswer, SearchPage
 
 __all__ = [
     "AsyncScenecapClient",

@@ -14,7 +14,9 @@ from typing import Any, Generic, TypedDict, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from api.schemas import (
+from scenecap.core.errors import WaitTimeout, error_for_code
+from scenecap.core.media import SNIFF_BYTES, sniff_media
+from scenecap.schemas import (
     ImageResult,
     JobAccepted,
     JobList,
@@ -22,11 +24,9 @@ from api.schemas import (
     ShareLink,
     UploadOut,
 )
-from api.schemas.completions import CompletionResponse
-from api.schemas.cost import BatchResponse, UsageReport
-from api.schemas.search import AskAnswer, SearchPage
-from scenecap.core.errors import WaitTimeout, error_for_code
-from scenecap.core.media import SNIFF_BYTES, sniff_media
+from scenecap.schemas.completions import CompletionResponse
+from scenecap.schemas.cost import BatchResponse, UsageReport
+from scenecap.schemas.search import AskAnswer, SearchPage
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)

@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from api.schemas import JobOut
+from api.views import job_out
 from db import frames as frame_repo
 from db import jobs as job_repo
 from db.keys import create_key
 from scenecap.core.enums import JobStatus
+from scenecap.schemas import JobOut
 
 STATES = ["pending", "completed", "failed", "cancelled"]
 
@@ -49,7 +50,7 @@ def orm_view(session_factory: Any, job_id: uuid.UUID, *, with_results: bool) -> 
     with session_factory() as session:
         job = job_repo.get_job(session, job_id, with_results=True)
         timings = frame_repo.stage_timings(session, job_id) if with_results else None
-        return JobOut.of(job, with_results=with_results, timings=timings).model_dump(mode="json")
+        return job_out(job, with_results=with_results, timings=timings).model_dump(mode="json")
 
 
 @pytest.mark.parametrize("state", STATES)

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from api.schemas import ImageResult, JobAccepted, JobOut
 from db.keys import new_webhook_secret
 from scenecap.client import (
     AsyncScenecapClient,
@@ -24,6 +23,7 @@ from scenecap.client import (
     verify_webhook,
 )
 from scenecap.core import errors
+from scenecap.schemas import ImageResult, JobAccepted, JobOut
 from tests.conftest import cancel_unfinished, client_for
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import ErrorBody
+from scenecap.schemas import ErrorBody
 
 
 class UsageFigures(BaseModel):

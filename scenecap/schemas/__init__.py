@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -19,11 +19,8 @@ from pydantic import (
     model_validator,
 )
 
-from scenecap.core.enums import JobStatus, as_utc_or_none
+from scenecap.core.enums import JobStatus
 from scenecap.core.media import METADATA_TYPES, REQUESTABLE
-
-if TYPE_CHECKING:  # the client imports these schemas without the database layer
-    from db.models import Job
 
 
 def _storable(value: str) -> str:
@@ -127,41 +124,6 @@ class JobOut(BaseModel):
     error: JobError | None
     # Seconds spent in each stage so far (the last attempt's), shown with a single job.
     timings: dict[str, float] | None = None
-
-    @classmethod
-    def of(
-        cls, job: Job, *, with_results: bool = True, timings: dict[str, float] | None = None
-    ) -> JobOut:
-        return cls(
-            job_id=job.id,
-            status=JobStatus(job.status),
-            percent_complete=job.percent_complete,
-            stage=job.stage,
-            created_at=as_utc_or_none(job.created_at),
-            started_at=as_utc_or_none(job.started_at),
-            updated_at=as_utc_or_none(job.updated_at),
-            completed_at=as_utc_or_none(job.completed_at),
-            media_url=job.media_url,
-            media_name=job.media_name,
-            media_type=job.media_type,
-            metadata=job.requested_metadata,
-            use_scenes=job.use_scenes,
-            scene_threshold=job.scene_threshold,
-            min_scene_seconds=job.min_scene_seconds,
-            max_frames=job.max_frames,
-            segment_seconds=job.segment_seconds,
-            frames_per_segment=job.frames_per_segment if job.segment_seconds else None,
-            model=job.model,
-            job_tag=job.job_tag,
-            webhook_url=job.webhook_url,
-            media=job.media_info,
-            results=job.results if with_results and job.status == JobStatus.COMPLETED else None,
-            usage=job.usage,
-            error=JobError(code=job.error_code, message=job.error_message or "")
-            if job.error_code
-            else None,
-            timings=timings,
-        )
 
     def public(self) -> JobOut:
         """The job as a share link shows it (PublicJobOut's fields; the rest blank)."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import Text
+from scenecap.schemas import Text
 
 
 class SearchHit(BaseModel):
