@@ -33,10 +33,10 @@ from migrations.apply import upgrade
 from scenecap.cli.sample import write_sample_video
 from scenecap.core.settings import Settings
 from scenecap.store import open_store
-from worker.frame_captions import caption_frames
+from worker.frames.captions import caption_frames
+from worker.job.progress import ProgressReporter
 from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.plan import plan_even
-from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 from worker.vision.base import CaptionRequest
 from worker.vision.openai_compat import OpenAIBackend

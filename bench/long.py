@@ -46,6 +46,9 @@ from migrations.apply import upgrade
 from scenecap.core.settings import Settings
 from scenecap.core.tasks import MEDIA_QUEUE, PROCESS_JOB
 from scenecap.store import open_store
+from worker.job.budget import frames_that_fit
+from worker.job.progress import ProgressReporter
+from worker.job.spec import JobSpec
 from worker.pipeline.extract import ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Limits, probe_media
@@ -59,11 +62,8 @@ from worker.pipeline.scenes import (
     score_frames,
 )
 from worker.pipeline.segments import PlannedSegment, plan_segments
-from worker.progress import ProgressReporter
 from worker.runtime import Runtime
-from worker.segment_budget import frames_that_fit
-from worker.segment_captions import SLOTS, caption_segments
-from worker.spec import JobSpec
+from worker.segments.captions import SLOTS, caption_segments
 from worker.vision.openai_compat import OpenAIBackend
 
 ROOT = Path(__file__).resolve().parent.parent

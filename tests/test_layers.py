@@ -133,3 +133,26 @@ def test_no_modules_import_each_other() -> None:
         if module not in index:
             visit(module)
     assert not cycles, f"modules that import each other: {cycles}"
+
+
+# The worker's modes, each a package of its own over the shared job core (worker/job), and
+# what only the dispatcher (worker.run), the tasks and the CLI may bring together.
+MODES = ("worker.frames", "worker.segments", "worker.completion")
+CORE = ("worker.job", "worker.pipeline", "worker.vision", "worker.speech", "worker.maintenance")
+
+
+def part(module: str, parts: tuple[str, ...]) -> str | None:
+    return next((p for p in parts if module == p or module.startswith(p + ".")), None)
+
+
+@pytest.mark.parametrize("importer", sorted(m for m in MODULES if part(m, MODES)))
+def test_a_worker_mode_imports_no_other_mode(importer: str) -> None:
+    mine = part(importer, MODES)
+    others = sorted(m for m in GRAPH[importer] if part(m, MODES) not in (None, mine))
+    assert not others, f"{importer} imports another mode: {others}"
+
+
+@pytest.mark.parametrize("importer", sorted(m for m in MODULES if part(m, CORE)))
+def test_the_job_core_imports_no_mode(importer: str) -> None:
+    upward = sorted(m for m in GRAPH[importer] if part(m, MODES) or m == "worker.run")
+    assert not upward, f"{importer} (the worker's core) imports {upward}"

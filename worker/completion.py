@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import tempfile
 import time
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,25 @@ from scenecap.core.errors import MediaUnreachable, StoredObjectMissing
 from scenecap.core.media import SNIFF_BYTES, decode_data_uri, is_data_uri, sniff_media, upload_id
 from scenecap.core.settings import FRAME_PROMPT_TOKENS, Settings
 from scenecap.store import MediaStore, paths
+from worker.job.outcome import finish
+from worker.job.progress import ProgressReporter
+from worker.job.spec import JobSpec
+from worker.job.usage import JobUsage
 from worker.pipeline.extract import ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.fetch import fetch_url
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
-from worker.progress import ProgressReporter
 from worker.runtime import Runtime
 
 _MIN_TOKENS_PER_FRAME = 64
 
 
-def answer_completion(
-    job_id: uuid.UUID, request: dict[str, Any], rt: Runtime, progress: ProgressReporter
-) -> dict[str, Any]:
-    """Return the job's results: {"completion": <an OpenAI chat.completion object>}."""
-    settings = rt.settings
+def answer_completion(spec: JobSpec, rt: Runtime, progress: ProgressReporter) -> None:
+    """Answer the job and complete it; its results: {"completion": <an OpenAI
+    chat.completion object>}."""
+    settings, job_id, request = rt.settings, spec.id, spec.request
+    assert request is not None  # a completion job always has its request
     progress.stage(JobStage.DOWNLOADING)
     max_tokens = int(request.get("max_tokens") or settings.caption_max_tokens)
     with tempfile.TemporaryDirectory(prefix="scenecap-") as directory:
@@ -48,27 +50,22 @@ def answer_completion(
             max_tokens=max_tokens,
         )
     )
-    usage = {
-        "prompt_tokens": answer.usage.prompt_tokens,
-        "completion_tokens": answer.usage.completion_tokens,
-        "total_tokens": answer.usage.prompt_tokens + answer.usage.completion_tokens,
+    usage = JobUsage(answer.usage.prompt_tokens, answer.usage.completion_tokens)
+    completion = {
+        "id": f"chatcmpl-{job_id.hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.content},
+                "finish_reason": answer.finish_reason,
+            }
+        ],
+        "usage": usage.as_dict(),
     }
-    return {
-        "completion": {
-            "id": f"chatcmpl-{job_id.hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": answer.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.content},
-                    "finish_reason": answer.finish_reason,
-                }
-            ],
-            "usage": usage,
-        }
-    }
+    finish(rt, spec, progress, {"completion": completion}, usage, answer.usage)
 
 
 def inline_media(

@@ -20,14 +20,14 @@ from scenecap.core.tasks import (
 )
 from scenecap.store import open_store
 from worker.celery_app import celery_app
-from worker.items import run_work_item
-from worker.reaper import reap_lapsed_jobs
-from worker.retention import expire_stored_media
-from worker.runner import run_job
+from worker.maintenance.reaper import reap_lapsed_jobs
+from worker.maintenance.retention import expire_stored_media
+from worker.maintenance.webhooks import deliver_event, sweep_due_events
+from worker.run import run_job
 from worker.runtime import Runtime
+from worker.segments.items import run_work_item
 from worker.submit import JobQueue
 from worker.vision import make_backend
-from worker.webhooks import deliver_event, sweep_due_events
 
 
 @cache

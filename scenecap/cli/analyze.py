@@ -28,9 +28,9 @@ from scenecap.core.settings import Settings
 from scenecap.core.speech import check_speech
 from scenecap.core.tasks import RUN_WORK_ITEM
 from scenecap.store import open_store
-from worker.items import run_work_item
-from worker.runner import run_job
+from worker.run import run_job
 from worker.runtime import Runtime
+from worker.segments.items import run_work_item
 from worker.vision import make_backend
 
 

@@ -14,6 +14,7 @@ from scenecap.core.errors import InvalidMediaUrl, MediaTooLarge, UnsupportedMedi
 
 MediaKind = Literal["video", "image"]
 SNIFF_BYTES = 4096
+MAX_FRAMES_PER_SEGMENT = 16  # a request's frames_per_segment (and how segments number them)
 _MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"}
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[^,;]+)*?);base64,", re.I)
 

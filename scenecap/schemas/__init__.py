@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from scenecap.core.enums import JobStatus
-from scenecap.core.media import METADATA_TYPES, REQUESTABLE
+from scenecap.core.media import MAX_FRAMES_PER_SEGMENT, METADATA_TYPES, REQUESTABLE
 
 
 def _storable(value: str) -> str:
@@ -63,7 +63,7 @@ class CategoriesRequest(BaseModel):
     model: str | None = Field(None, min_length=1, max_length=200)
     # Segment mode (docs/api.md, "Long videos"): caption every stretch of this many seconds.
     segment_seconds: StrictFloat | None = Field(None, ge=2, le=600)
-    frames_per_segment: StrictInt = Field(4, ge=1, le=16)
+    frames_per_segment: StrictInt = Field(4, ge=1, le=MAX_FRAMES_PER_SEGMENT)
     # Cost controls (docs/api.md): the plan shrinks to fit, and the job never spends more.
     max_total_tokens: StrictInt | None = Field(None, ge=1, le=10**10)
 

@@ -19,7 +19,7 @@ from scenecap.core.tokens import least_budget
 from scenecap.store import open_store, paths
 from tests.api.test_categories import assert_error
 from tests.conftest import client_for, is_terminal, poll_job, serve_app
-from worker.segment_budget import frames_that_fit, segments_within
+from worker.job.budget import frames_that_fit, segments_within
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -25,7 +25,7 @@ from scenecap.core.tasks import PROCESS_JOB
 from scenecap.store import open_store, paths
 from tests.api.test_categories import assert_error
 from tests.conftest import is_terminal, poll_job, serve_app, serve_http
-from worker.retention import expire_stored_media
+from worker.maintenance.retention import expire_stored_media
 from worker.submit import JobQueue
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -25,7 +25,7 @@ from scenecap.core.signing import signature_header
 from scenecap.core.tasks import DELIVER_WEBHOOK
 from tests.api.test_categories import assert_error
 from tests.conftest import client_for, is_terminal, poll_job, serve_http, wait_for
-from worker.webhooks import deliver_event
+from worker.maintenance.webhooks import deliver_event
 
 pytestmark = pytest.mark.usefixtures("worker")
 

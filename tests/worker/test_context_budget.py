@@ -21,8 +21,8 @@ from scenecap.core.errors import VisionBackendUnavailable
 from scenecap.core.media import METADATA_TYPES
 from scenecap.core.settings import Settings
 from tests.fake_vlm import FakeVLMServer
+from worker.job.budget import frames_that_fit
 from worker.pipeline.extract import smart_resize
-from worker.segment_budget import frames_that_fit
 from worker.vision.base import CaptionedSegment, CaptionRequest, FrameImage, SegmentFrames
 from worker.vision.openai_compat import OpenAIBackend
 

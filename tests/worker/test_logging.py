@@ -37,4 +37,4 @@ def test_worker_logs_are_json_lines_tagged_with_the_job_id(
     about_the_job = [e for e in entries if job_id in e["message"]]
     assert about_the_job and all(e.get("job_id") == job_id for e in about_the_job)
     tagged = [e for e in entries if e.get("job_id") == job_id]
-    assert {e["logger"] for e in tagged} >= {"worker.outcome"}
+    assert {e["logger"] for e in tagged} >= {"worker.job.outcome"}

@@ -14,9 +14,9 @@ from pathlib import Path
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled, StoredObjectMissing
 from scenecap.store import paths
-from worker.progress import ProgressReporter
+from worker.job.progress import ProgressReporter
+from worker.job.spec import JobSpec, Media
 from worker.runtime import Runtime
-from worker.spec import JobSpec, Media
 from worker.speech.transcribe import transcribe
 from worker.speech.transcript import Transcript
 

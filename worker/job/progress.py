@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import frames, jobs, work
 from scenecap.core.enums import JobStage
 from scenecap.core.errors import JobCancelled
+from worker.runtime import Runtime
 
 # Where each stage starts and ends on the 0-100 scale.
 STAGE_SPANS: dict[JobStage, tuple[int, int]] = {
@@ -59,6 +60,18 @@ class ProgressReporter:
         self._written_at = -float("inf")
         self._stage_started = time.monotonic()
         self.timings: dict[str, float] = {}
+
+    @classmethod
+    def of(cls, rt: Runtime, job_id: uuid.UUID, item: int | None = None) -> ProgressReporter:
+        """The reporter of a job's task, as the runtime's settings configure it."""
+        return cls(
+            rt.session_factory,
+            job_id,
+            lease_seconds=rt.settings.job_lease_seconds,
+            min_interval=rt.settings.progress_min_interval_seconds,
+            listener=rt.progress_listener,
+            item=item,
+        )
 
     def stage(self, stage: JobStage, fraction: float = 0.0) -> None:
         """Report progress through a stage (fraction 0..1); raise JobCancelled if cancelled."""

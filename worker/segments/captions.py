@@ -1,8 +1,8 @@
 """Caption a batch of segments: decode their frames at the size the context allows, send one
-request per segment, store each segment as soon as it is answered.
+request per segment through the caption loop, store each segment as soon as it is answered.
 
 Stored segments are never sent again: a retried batch captions only what is missing, and the
-transaction that stores a job's last segment queues its summary.
+transaction that stores a job's last segment queues its summary (flow.segment_stored).
 """
 
 from __future__ import annotations
@@ -10,41 +10,39 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 from db import jobs, work
 from db import spend as spend_ledger
 from db.models import JobSegment
 from db.spend import Spent
-from db.work import ItemKind
 from scenecap.core.enums import JobStage
-from scenecap.core.errors import JobCancelled, MediaUnreadable
+from scenecap.core.errors import MediaUnreadable
+from scenecap.core.media import MAX_FRAMES_PER_SEGMENT
 from scenecap.store import paths
+from worker.job.budget import Spend, frames_that_fit, segment_cost, summary_cost
+from worker.job.captions import CaptionLoop
+from worker.job.progress import ProgressReporter
+from worker.job.spec import JobSpec
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Timeline
 from worker.pipeline.sandbox import SandboxLimits, Send, run_sandboxed
-from worker.progress import ProgressReporter
 from worker.runtime import Runtime
-from worker.segment_budget import frames_that_fit, segment_cost, summary_cost
-from worker.segmented import stored_transcript
-from worker.spend import Spend
+from worker.segments.chunks import stored_transcript
+from worker.segments.flow import segment_stored, segments_total
 from worker.vision.base import FrameCaption, FrameImage, SegmentFrames, TooManyImages
-
-if TYPE_CHECKING:
-    from worker.spec import JobSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# A segment's frames are numbered index * SLOTS + n in the extraction plan (at most 16 each).
-SLOTS = 16
+# A segment's frames are numbered index * SLOTS + n in the extraction plan.
+SLOTS = MAX_FRAMES_PER_SEGMENT
 
 
 def caption_batch(
@@ -85,8 +83,7 @@ def caption_batch(
 
     spend, each = None, 0
     if spec.token_cap is not None:  # each request held against the job's cap
-        with rt.session_factory() as session:
-            _done, total = work.count_done(session, spec.id, "segments")
+        total = segments_total(rt, spec.id)
         each = segment_cost(settings, spec.metadata_types, count, pixels, heard=bool(transcript))
         spend = Spend(spec.id, reserve=sum(summary_cost(settings, total, heard=bool(transcript))))
     progress.stage(JobStage.CAPTIONING)
@@ -105,67 +102,49 @@ async def caption_segments(
     spend: Spend | None = None,
     each: int = 0,
 ) -> None:
-    """Caption each segment as soon as its frames are decoded, while later ones still are;
-    concurrently (bounded) and, like frames, never cutting off a request in flight. With
-    `spend`, a segment whose request (held at `each` tokens) would pass the job's
-    max_total_tokens is stored as left out instead."""
+    """Caption each segment through the caption loop as soon as its frames are decoded,
+    while later ones still are. With `spend`, a segment whose request (held at `each`
+    tokens) would pass the job's max_total_tokens is stored as left out instead."""
     loop = asyncio.get_running_loop()
-    limit = asyncio.Semaphore(rt.backend.max_concurrency)
+    captions = CaptionLoop(rt, progress, spend)
     request = spec.caption_request
-    stopped: list[BaseException] = []
     arrived: dict[int, list[ExtractedFrame]] = defaultdict(list)
-    captions: list[asyncio.Task[None]] = []
+    started: list[asyncio.Task[None]] = []
     by_index = {segment.index: segment for segment in todo}
 
-    async def caption_one(segment: JobSegment, frames: list[ExtractedFrame]) -> None:
-        async with limit:
-            if stopped:
-                return
-            if not await asyncio.to_thread(progress.still_running):
-                stopped.append(JobCancelled("the job was cancelled"))
-                return
-            held = each if spend is not None else 0
-            if spend is not None and not await asyncio.to_thread(spend.hold, rt, held):
-                if not await asyncio.to_thread(_store, rt, spec, segment, progress):
-                    stopped.append(JobCancelled("the job was cancelled"))
-                return
-            started = time.perf_counter()
+    def caption_one(segment: JobSegment, frames: list[ExtractedFrame]) -> Coroutine[Any, Any, None]:
+        said = (heard or {}).get(segment.index, "")
+
+        async def ask() -> FrameCaption:
+            nonlocal frames
             while True:
                 images = [
                     FrameImage(f.planned.index, f.timestamp, f.jpeg, f.width, f.height)
                     for f in frames
                 ]
+                framed = SegmentFrames(segment.index, segment.start, segment.end, images, said)
                 try:
-                    said = (heard or {}).get(segment.index, "")
-                    answer = await rt.backend.caption_segment(
-                        SegmentFrames(segment.index, segment.start, segment.end, images, said),
-                        request,
-                    )
-                    break
+                    return await rt.backend.caption_segment(framed, request)
                 except TooManyImages as refused:  # fewer frames (of the same size) will fit
                     await asyncio.to_thread(_lower_cap, rt, spec.id, refused.limit)
                     frames = _evenly(frames, refused.limit)
-                except Exception as exc:  # raised below, once every request in flight is back
-                    if spend is not None:  # it may have cost something: count what was held
-                        await asyncio.to_thread(spend.settle, rt, held, held)
-                    stopped.append(exc)
-                    return
-            seconds = time.perf_counter() - started
-            if spend is not None:  # before the slot frees: the next request sees what it cost
-                reported = answer.usage.prompt_tokens + answer.usage.completion_tokens
-                await asyncio.to_thread(spend.settle, rt, held, reported)
-        running = await asyncio.to_thread(
-            _store, rt, spec, segment, progress, Answered(frames, answer, seconds)
+
+        def store(answer: FrameCaption, seconds: float) -> bool:
+            return _store(rt, spec, segment, progress, Answered(frames, answer, seconds))
+
+        return captions.caption(
+            each if spend is not None else 0,
+            ask,
+            store,
+            leave_out=lambda: _store(rt, spec, segment, progress),
         )
-        if not running:
-            stopped.append(JobCancelled("the job was cancelled"))
 
     def decoded(frames: list[ExtractedFrame]) -> None:  # on the loop, in decoding order
         for frame in frames:
             index = frame.planned.index // SLOTS
             arrived[index].append(frame)
             if len(arrived[index]) == counts[index]:
-                captions.append(loop.create_task(caption_one(by_index[index], arrived[index])))
+                started.append(loop.create_task(caption_one(by_index[index], arrived[index])))
 
     def hand_over(frames: list[ExtractedFrame]) -> None:  # on the thread reading the sandbox
         loop.call_soon_threadsafe(decoded, frames)
@@ -176,12 +155,11 @@ async def caption_segments(
             lambda: run_sandboxed(extract, limits, on_message=hand_over, messages=FRAMES)
         )
     except Exception as exc:  # the segments decoded so far are still captioned and kept
-        stopped.append(exc)
-    await asyncio.gather(*captions)
-    if not stopped and len(captions) < len(todo):
-        stopped.append(MediaUnreadable("a segment's frames could not all be decoded"))
-    if stopped:
-        raise next((e for e in stopped if isinstance(e, JobCancelled)), stopped[0])
+        captions.stop(exc)
+    await asyncio.gather(*started)
+    if len(started) < len(todo):
+        captions.stop(MediaUnreadable("a segment's frames could not all be decoded"))
+    captions.raise_if_stopped()
 
 
 @dataclass(frozen=True)
@@ -229,16 +207,11 @@ def _store(
                 vision_retries=answer.retries,
             )
         gone = not fresh and not jobs.exists(session, job_id)
-        if fresh:
-            done, total = work.count_done(session, job_id, "segments")
-            if done == total:
-                work.add_items(
-                    session, job_id, [{"kind": ItemKind.SUMMARY}], rt.settings.job_lease_seconds
-                )
+        share = segment_stored(session, job_id, rt) if fresh else None
     if gone:  # purged meanwhile: nothing of the job may remain
         rt.store.delete_prefix(thumbnail)
         return False
-    return not fresh or progress.update(JobStage.CAPTIONING, done / total)
+    return share is None or progress.update(JobStage.CAPTIONING, share)
 
 
 def _lower_cap(rt: Runtime, job_id: uuid.UUID, limit: int) -> None:

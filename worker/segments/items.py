@@ -14,14 +14,15 @@ from db.work import ItemKind
 from scenecap.core.errors import WorkerLost
 from scenecap.core.logs import job_context
 from scenecap.store import MediaStore, paths
-from worker.outcome import Attempt, fail, run_guarded
+from worker.job.outcome import Attempt, fail, run_guarded
+from worker.job.progress import ProgressReporter
+from worker.job.spec import ItemSpec, JobSpec
 from worker.pipeline.fetch import stored_media
 from worker.pipeline.probe import MEDIA_INFO, MediaInfo
-from worker.progress import ProgressReporter
 from worker.runtime import Runtime
-from worker.segment_captions import caption_batch
-from worker.segmented import detect_chunk, summarise, transcribe_part
-from worker.spec import ItemSpec, JobSpec
+from worker.segments.captions import caption_batch
+from worker.segments.chunks import detect_chunk, transcribe_part
+from worker.segments.summary import summarise
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,7 @@ def run_work_item(job_id: uuid.UUID, index: int, rt: Runtime) -> None:
             message = f"a part of the job ({item.kind}) was interrupted {item.attempts - 1} times"
             fail(rt, job_id, WorkerLost.code, message)
             return
-        progress = ProgressReporter(
-            rt.session_factory,
-            job_id,
-            lease_seconds=rt.settings.job_lease_seconds,
-            min_interval=rt.settings.progress_min_interval_seconds,
-            listener=rt.progress_listener,
-            item=index,
-        )
+        progress = ProgressReporter.of(rt, job_id, item=index)
         run_guarded(
             rt,
             job_id,

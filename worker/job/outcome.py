@@ -8,7 +8,7 @@ import logging
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -27,8 +27,12 @@ from scenecap.core.errors import (
 )
 from scenecap.core.tasks import PROCESS_JOB
 from scenecap.store import paths
+from worker.job.progress import ProgressReporter
+from worker.job.spec import JobSpec
+from worker.job.usage import JobUsage
 from worker.runtime import Runtime
-from worker.spec import JobSpec
+from worker.speech.transcript import Transcript
+from worker.vision.base import Usage
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +91,34 @@ def run_guarded(rt: Runtime, job_id: uuid.UUID, attempt: Attempt, task: Callable
         fail(rt, job_id, "INTERNAL_ERROR", "an unexpected error stopped the job; it was logged")
 
 
-def complete(
+def finish(
     rt: Runtime,
     spec: JobSpec,
+    progress: ProgressReporter,
     results: dict[str, Any],
-    usage: dict[str, Any],
-    unrecorded: Spent,
+    usage: JobUsage,
+    summary: Usage | None = None,
+    *,
+    transcript: Transcript | None = None,
+    partial: bool = False,
 ) -> None:
-    """Mark the job COMPLETED with its results; `unrecorded` (what its summary, its answer or
-    its speech cost) goes to the key's ledger whatever became of the job meanwhile."""
+    """The tail of every job: its results (`partial` if something was left out for the
+    budget, its transcript if it has one) and usage stored, the job COMPLETED. What its
+    `summary` (or its answer) and its speech cost goes to the key's ledger whatever became of
+    the job meanwhile; its frames and segments are in the ledger already."""
+    if partial:
+        results["partial"] = True
+    heard = 0.0
+    if transcript is not None:
+        results["transcript"] = transcript.as_result()
+        heard = round(transcript.audio_seconds, 3)
+        usage = replace(usage, audio_seconds=heard)
+    summary = summary or Usage()
+    unrecorded = Spent(summary.prompt_tokens, summary.completion_tokens, audio_seconds=heard)
+    progress.finish()
     with rt.session_factory.begin() as session:
         spend.record(session, spec.api_key_id, unrecorded)
-        completed = jobs.complete_job(session, spec.id, results=results, usage=usage)
+        completed = jobs.complete_job(session, spec.id, results=results, usage=usage.as_dict())
     if not completed:
         raise JobCancelled("the job was cancelled")
     log.info("job %s completed", spec.id)

@@ -13,13 +13,15 @@ import copy
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from db import jobs, reuse
 from scenecap.store import paths
+from worker.job.spec import JobSpec
+from worker.job.usage import JobUsage
 from worker.runtime import Runtime
-from worker.spec import JobSpec
 from worker.vision.prompt import PROMPT_VERSION
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,15 @@ def reuse_key(spec: JobSpec, sha256: str, model: str) -> str:
     return hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
 
 
-def reused(
-    spec: JobSpec, path: Path, rt: Runtime, sha256: str | None = None
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+@dataclass(frozen=True)
+class Reused:
+    """What an earlier job of the key found, given to this one."""
+
+    results: dict[str, Any]
+    usage: JobUsage
+
+
+def reused(spec: JobSpec, path: Path, rt: Runtime, sha256: str | None = None) -> Reused | None:
     """Record the job's reuse key; the results and usage of an earlier job of the key with
     the same one (its frames, segments, thumbnails and media info copied to this job, so the
     media is not even probed), or None. `sha256`: the media's, if taken on the way in."""
@@ -73,15 +81,4 @@ def reused(
         if stored.key != paths.media(source_id):
             rt.store.copy(stored.key, stored.key.replace(str(source_id), str(spec.id), 1))
     log.info("job %s reuses the captions of job %s", spec.id, source_id)
-    usage = {
-        "frames": their_usage.get("frames", frames),
-        "model": model,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "total_tokens": 0,
-        "reused_frames": their_usage.get("frames", frames),
-        "reused_segments": segments,
-    }
-    if segments:
-        usage["segments"] = segments
-    return results, usage
+    return Reused(results, JobUsage.reused(model, their_usage, frames, segments))
