@@ -99,7 +99,7 @@ def time_caption_stage(
 @contextmanager
 def fake_vlm(delay: float) -> Iterator[str]:
     """Run the fake VLM in its own process; yield its base URL."""
-    with fake_server("tests.fake_vlm", delay) as url:
+    with fake_server("tests.support.fake_vlm", delay) as url:
         yield url
 
 

@@ -176,7 +176,7 @@ def ensure_speech(minutes: int) -> tuple[Path, str]:
     if not path.exists():
         wav = path.with_suffix(".wav")
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), text], check=True)
-        # (tests/clips.py says its sentences the same way)
+        # (tests/support/clips.py says its sentences the same way)
         partial = path.with_name(path.stem + ".partial.m4a")
         encode = ["-ac", "1", "-c:a", "aac", "-b:a", "96k", str(partial)]
         quiet = ["-hide_banner", "-loglevel", "error", "-y"]
@@ -291,7 +291,7 @@ def main() -> None:
         "| words | peak RSS |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    with fake_server("tests.fake_asr", args.latency) as url:
+    with fake_server("tests.support.fake_asr", args.latency) as url:
         for label, path, minutes in (
             ("10 min (video)", video, 10),
             ("60 min (sound only)", ensure_media(60, video=False), 60),

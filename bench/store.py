@@ -30,7 +30,7 @@ from migrations.apply import upgrade
 from scenecap.cli.sample import write_sample_video
 from scenecap.client import ScenecapClient
 from scenecap.store.s3 import S3Store
-from tests.seaweedfs import REGION, seaweedfs
+from tests.support.seaweedfs import REGION, seaweedfs
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"

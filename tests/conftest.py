@@ -35,9 +35,9 @@ from migrations.apply import upgrade
 from scenecap.cli.sample import SampleScene, write_sample_video
 from scenecap.core.enums import JobStatus
 from scenecap.core.settings import Settings
-from tests.clips import spoken_clip
-from tests.fake_asr import FakeASRServer
-from tests.fake_vlm import FakeVLMServer
+from tests.support.clips import spoken_clip
+from tests.support.fake_asr import FakeASRServer
+from tests.support.fake_vlm import FakeVLMServer
 
 ADMIN_URL = os.environ.get(
     "SCENECAP_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -159,7 +159,7 @@ def media_server(media_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """SeaweedFS, started for the session the first time a test needs S3."""
-    from tests.seaweedfs import seaweedfs
+    from tests.support.seaweedfs import seaweedfs
 
     with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
         yield server

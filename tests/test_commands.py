@@ -36,7 +36,7 @@ from tests.conftest import (
     shipped_command,
     wait_for,
 )
-from tests.isolated import IsolatedStack, isolated_stack
+from tests.support.isolated import IsolatedStack, isolated_stack
 
 
 def free_port() -> int:

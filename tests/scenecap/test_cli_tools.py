@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import SCENECAP as SCENECAP_SCRIPT
 from tests.conftest import SPOKEN
-from tests.fake_asr import FakeASRServer
+from tests.support.fake_asr import FakeASRServer
 
 SCENECAP = [SCENECAP_SCRIPT]
 

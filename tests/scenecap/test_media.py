@@ -72,7 +72,7 @@ class TestDataUri:
 def test_claimed_image_size_reads_the_header_of_each_type(
     tmp_path: Path, extension: str, lossless: bool
 ) -> None:
-    from tests.clips import flat, gif_image
+    from tests.support.clips import flat, gif_image
 
     path = tmp_path / f"image{extension}"
     if extension == ".gif":

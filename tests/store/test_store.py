@@ -16,7 +16,7 @@ from scenecap.core.errors import StoredObjectMissing, StoreUnavailable
 from scenecap.store import MediaStore
 from scenecap.store.local import LocalStore
 from scenecap.store.s3 import S3Store
-from tests.seaweedfs import REGION, S3Server
+from tests.support.seaweedfs import REGION, S3Server
 
 
 @pytest.fixture(params=["file", "s3"])

@@ -20,7 +20,7 @@ from db.session import enqueue
 from scenecap.core.settings import Settings
 from scenecap.core.tasks import PROCESS_JOB
 from tests.conftest import wait_for
-from tests.isolated import IsolatedStack, isolated_stack
+from tests.support.isolated import IsolatedStack, isolated_stack
 
 
 class PrivateRedis:

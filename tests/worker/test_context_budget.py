@@ -20,7 +20,7 @@ from scenecap.cli.sample import PALETTE
 from scenecap.core.errors import VisionBackendUnavailable
 from scenecap.core.media import METADATA_TYPES
 from scenecap.core.settings import Settings
-from tests.fake_vlm import FakeVLMServer
+from tests.support.fake_vlm import FakeVLMServer
 from worker.job.budget import frames_that_fit
 from worker.pipeline.extract import smart_resize
 from worker.vision.base import CaptionedSegment, CaptionRequest, FrameImage, SegmentFrames

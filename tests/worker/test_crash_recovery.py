@@ -22,7 +22,7 @@ from db import jobs as job_repo
 from db.keys import create_key
 from scenecap.core.settings import Settings
 from tests.conftest import serve_http, wait_for
-from tests.isolated import IsolatedStack, isolated_stack
+from tests.support.isolated import IsolatedStack, isolated_stack
 
 CRASH_REDIS = "redis://127.0.0.1:6379/14"
 

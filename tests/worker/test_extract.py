@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from scenecap.cli.sample import SampleScene, write_sample_video
 from scenecap.core.errors import MediaUnreadable
-from tests.clips import barcode_clip, flat, read_barcode, write_frames
+from tests.support.clips import barcode_clip, flat, read_barcode, write_frames
 from worker.pipeline.extract import ExtractOptions, extract_frames, image_tokens, smart_resize
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, Timeline, probe_media, read_timeline

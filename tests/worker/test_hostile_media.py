@@ -17,8 +17,8 @@ import imageio_ffmpeg
 import pytest
 
 from scenecap.core.settings import Settings
-from tests.clips import audio_only
 from tests.conftest import is_terminal, poll_job, serve_http
+from tests.support.clips import audio_only
 
 pytestmark = pytest.mark.usefixtures("worker")
 MIB = 1024 * 1024

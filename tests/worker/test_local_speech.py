@@ -20,9 +20,9 @@ import pytest
 from scenecap.core.errors import SpeechBackendUnavailable
 from scenecap.core.settings import Settings
 from tests.api.test_categories import assert_error
-from tests.clips import voiced_clip
 from tests.conftest import app_client
 from tests.scenecap.test_cli_tools import clean_env, run
+from tests.support.clips import voiced_clip
 from worker.speech.transcribe import transcribe
 
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"

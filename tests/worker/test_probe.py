@@ -17,7 +17,14 @@ from scenecap.core.errors import (
     UnsupportedMedia,
 )
 from scenecap.core.media import sniff_media
-from tests.clips import audio_only, constant_clip, flat, gif_image, vfr_cut_clip, write_frames
+from tests.support.clips import (
+    audio_only,
+    constant_clip,
+    flat,
+    gif_image,
+    vfr_cut_clip,
+    write_frames,
+)
 from worker.pipeline.extract import ExtractOptions, extract_frames
 from worker.pipeline.plan import PlannedFrame
 from worker.pipeline.probe import Limits, probe_media

@@ -17,8 +17,8 @@ from db.keys import create_key
 from scenecap.core.settings import Settings
 from scenecap.store import open_store, paths
 from tests.conftest import is_terminal, poll_job, serve_app
-from tests.isolated import IsolatedStack, isolated_stack
-from tests.seaweedfs import REGION, S3Server
+from tests.support.isolated import IsolatedStack, isolated_stack
+from tests.support.seaweedfs import REGION, S3Server
 
 
 @pytest.fixture

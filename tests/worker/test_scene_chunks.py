@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.clips import flat, write_frames
+from tests.support.clips import flat, write_frames
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.scenes import (
     FRAME_SCORES,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from scenecap.cli.sample import DEFAULT_SCENES, SampleScene, cut_times, write_sample_video
-from tests.clips import constant_clip, fade_clip, vfr_cut_clip
+from tests.support.clips import constant_clip, fade_clip, vfr_cut_clip
 from worker.pipeline.probe import Limits, probe_media
 from worker.pipeline.scenes import DetectorOptions, detect_scenes
 

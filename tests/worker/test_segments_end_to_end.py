@@ -21,7 +21,7 @@ from db import work
 from db.work import ItemKind
 from scenecap.core.settings import Settings
 from tests.conftest import is_terminal, poll_job, wait_for
-from tests.fake_vlm import RecordedRequest
+from tests.support.fake_vlm import RecordedRequest
 from worker.pipeline.scenes import detect_scenes
 
 pytestmark = pytest.mark.usefixtures("worker")

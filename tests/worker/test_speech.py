@@ -16,9 +16,9 @@ import pytest
 from api.main import create_app
 from scenecap.core.errors import SpeechBackendUnavailable
 from scenecap.core.settings import Settings
-from tests.clips import spoken_clip
 from tests.conftest import SPOKEN, is_terminal, poll_job, serve_app
-from tests.fake_asr import WORDS, FakeASRServer
+from tests.support.clips import spoken_clip
+from tests.support.fake_asr import WORDS, FakeASRServer
 from worker.speech.audio import decode_chunk
 from worker.speech.transcribe import transcribe
 

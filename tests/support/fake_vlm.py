@@ -407,7 +407,8 @@ class FakeVLMServer:
 
 
 def main() -> None:
-    """Run the fake on its own (`python -m tests.fake_vlm --delay 0.2`), as the benchmark does."""
+    """Run the fake on its own, as the benchmarks do:
+    `python -m tests.support.fake_vlm --delay 0.2`."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

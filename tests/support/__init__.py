@@ -1,0 +1,2 @@
+"""What the tests stand on: the fake model servers, the odd clips, SeaweedFS, an isolated
+worker stack."""
