@@ -9,6 +9,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from pydantic import ValidationError
 
@@ -21,7 +22,18 @@ from scenecap.core.settings import Settings, config_problems, get_settings
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scenecap", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _service_commands(commands)
+    _key_commands(commands)
+    _job_commands(commands)
+    return parser
 
+
+# What add_subparsers returns (a private class of argparse, spelt once).
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _service_commands(commands: Commands) -> None:
+    """The commands that run the service (or a part of it) on this machine."""
     dev = commands.add_parser("dev", help="the whole service on this machine, embedded defaults")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
@@ -56,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
     commands.add_parser("migrate", help="alembic upgrade head on the configured database")
 
+
+def _key_commands(commands: Commands) -> None:
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = key_commands.add_parser("create", help="create an API key (printed once)")
@@ -81,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cancel-jobs", action="store_true", help="also cancel the key's pending and running jobs"
     )
 
+
+def _job_commands(commands: Commands) -> None:
+    """The commands about jobs: run one here, or talk to a running service."""
     analyze = commands.add_parser(
         "analyze", help="run the pipeline in this process on one file or URL and print the result"
     )
@@ -159,7 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
             default=os.environ.get("SCENECAP_API_KEY"),
             help="your API key (default: $SCENECAP_API_KEY)",
         )
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
