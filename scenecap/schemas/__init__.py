@@ -1,4 +1,9 @@
-"""Request and response schemas of the v2 API (wire-compatible with Animus's media API)."""
+"""The wire models of the v2 API: requests, responses and the error body, shared by the API
+and the Python client (which imports nothing else of the service).
+
+The API is wire-compatible with Animus AI's media API, the hosted video-understanding
+service scenecap replaces: the same paths (`/v2/media/categories`, `/v2/media/completions`),
+fields and job states, so an Animus client only changes its base URL."""
 
 from __future__ import annotations
 
