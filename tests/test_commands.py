@@ -324,7 +324,7 @@ def new_job(stack: IsolatedStack, media_server: str, *, enqueued: bool, **fields
         )
         if enqueued:
             enqueue(session, PROCESS_JOB, str(job.id))
-        return job.id  # type: ignore[no-any-return]
+        return job.id
 
 
 def _job_of(session_factory: Any, plaintext: str) -> uuid.UUID:
@@ -340,7 +340,7 @@ def _job_of(session_factory: Any, plaintext: str) -> uuid.UUID:
             requested_metadata=["tags"],
         )
         job_repo.cancel_job(session, job.id)
-        return job.id  # type: ignore[no-any-return]
+        return job.id
 
 
 def _get(url: str) -> httpx.Response | None:

@@ -216,9 +216,9 @@ class TestWaiting:
         def waiting(session_factory: Any) -> int:
             with session_factory() as session:
                 caller = find_active_key(session, hash_key(key))
+                assert caller is not None
                 pending = select(func.count()).where(
-                    Job.api_key_id == caller.id,
-                    Job.status == JobStatus.PENDING,  # type: ignore[union-attr]
+                    Job.api_key_id == caller.id, Job.status == JobStatus.PENDING
                 )
                 return int(session.scalar(pending) or 0)
 

@@ -177,7 +177,9 @@ class TestSearch:
         cursor = None
         pages = 0
         while True:
-            params = {"q": "kettle", "limit": 10, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"q": "kettle", "limit": 10}
+            if cursor:
+                params["cursor"] = cursor
             page = searcher.get("/v2/media/search", params=params).json()
             seen += page["data"]
             pages += 1

@@ -243,7 +243,8 @@ class TestStoredMedia:
         assert store.size(paths.media(job)) is None
         assert store.size(paths.thumbnail(job, 0)) is not None, "the report keeps its pictures"
         with session_factory() as session:
-            assert session.get(Job, job).media_deleted_at is not None  # type: ignore[union-attr]
+            row = session.get(Job, job)
+            assert row is not None and row.media_deleted_at is not None
 
 
 class TestPurge:

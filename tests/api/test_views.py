@@ -49,6 +49,7 @@ def jobs_in_every_state(session_factory: Any) -> tuple[str, dict[str, uuid.UUID]
 def orm_view(session_factory: Any, job_id: uuid.UUID, *, with_results: bool) -> dict[str, Any]:
     with session_factory() as session:
         job = job_repo.get_job(session, job_id, with_results=True)
+        assert job is not None
         timings = frame_repo.stage_timings(session, job_id) if with_results else None
         return job_out(job, with_results=with_results, timings=timings).model_dump(mode="json")
 

@@ -119,7 +119,7 @@ def deliveries(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
 
 def settled(client: httpx.Client, job_id: str) -> list[dict[str, Any]]:
     """Wait until the job's webhook is delivered or has failed for good."""
-    return wait_for(  # type: ignore[no-any-return]
+    return wait_for(
         lambda: (d := deliveries(client, job_id)) and d[0]["status"] != "pending" and d,
         timeout=30,
         what="the webhook to settle",
@@ -344,6 +344,7 @@ class TestOutbox:
         poll_job(client, job_id, until=is_terminal)
         with session_factory.begin() as session:  # a finished job, its outbox row, no message
             owner = job_repo.get_job(session, uuid.UUID(job_id))
+            assert owner is not None
             lost = job_repo.create_job(
                 session,
                 api_key_id=owner.api_key_id,

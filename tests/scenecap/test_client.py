@@ -168,7 +168,10 @@ def test_search_and_ask_from_both_clients(
 def test_batches_and_usage_from_both_clients(
     sdk: ScenecapClient, api_url: str, key: str, media_server: str, fake_vlm: Any
 ) -> None:
-    requests = [{"media_url": f"{media_server}/sample.mp4", "max_frames": 1}, {"max_frames": 1}]
+    requests: list[dict[str, Any]] = [
+        {"media_url": f"{media_server}/sample.mp4", "max_frames": 1},
+        {"max_frames": 1},
+    ]
     batch = sdk.create_batch(requests, idempotency_key="client-batch")
     assert [r.status for r in batch.results] == [202, 422]
     assert batch.results[1].error is not None and batch.results[1].error.code == "VALIDATION_ERROR"

@@ -55,7 +55,7 @@ def clean_venv(root: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     packages = root / "packages"
     packages.mkdir()
-    site = Path(metadata.distribution("httpx").locate_file(""))
+    site = Path(str(metadata.distribution("httpx").locate_file("")))
     for dist in closure(CLIENT_NEEDS):
         for name in top_level(dist):
             (packages / name).symlink_to(site / name)

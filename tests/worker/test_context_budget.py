@@ -38,7 +38,7 @@ def model(fake_vlm: Any) -> Iterator[Any]:
 
 
 def backend_for(server: FakeVLMServer, **overrides: Any) -> OpenAIBackend:
-    fields = {
+    fields: dict[str, Any] = {
         "vision_backend": "openai",
         "vlm_base_url": server.base_url,
         "vlm_model": "fake-vlm",

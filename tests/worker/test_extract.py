@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from scenecap.cli.sample import SampleScene, write_sample_video
 from scenecap.core.errors import MediaUnreadable
 from tests.support.clips import barcode_clip, flat, read_barcode, write_frames
-from worker.pipeline.extract import ExtractOptions, extract_frames, image_tokens, smart_resize
+from worker.pipeline.extract import (
+    ExtractOptions,
+    ExtractPolicy,
+    extract_frames,
+    image_tokens,
+    smart_resize,
+)
 from worker.pipeline.plan import PlannedFrame, plan_even
 from worker.pipeline.probe import Limits, Timeline, probe_media, read_timeline
 
@@ -43,7 +49,9 @@ def on_screen(frames: list[tuple[float, np.ndarray]], time: float) -> tuple[floa
 
 
 def decoded(jpeg: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a JPEG"
+    return image
 
 
 def barcode_times(count: int, *, variable: bool) -> list[float]:
@@ -131,10 +139,11 @@ class TestFramesAreExact:
         assert timeline.keyframes[0] > 0, "the GOP starts before the edit: hidden pre-roll"
         assert probe_media(clip, Limits(3600, 10**8)).frame_count == 240 - 39, "shown frames"
         plan = [PlannedFrame(k, k / 30 + 1 / 60) for k in range(0, 200, 7)]
-        for policy in ("exact", "keyframe"):
+        policies: tuple[ExtractPolicy, ...] = ("exact", "keyframe")
+        for policy in policies:
             for frame in extract_frames(
                 clip, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy=policy)
-            ):  # type: ignore[arg-type]
+            ):
                 shown = read_barcode(decoded(frame.jpeg))
                 assert shown == 39 + round(frame.timestamp * 30), (policy, frame.timestamp)
                 if policy == "exact":
@@ -185,13 +194,13 @@ class TestDecoders:
 class TestExtract:
     @pytest.mark.parametrize("policy", ["exact", "keyframe"])
     def test_each_frame_matches_the_sequential_decode_at_its_reported_time(
-        self, gop_video: Path, policy: str
+        self, gop_video: Path, policy: ExtractPolicy
     ) -> None:
         reference = sequential_frames(gop_video)
         plan = plan_even(10.0, 17, 0.5)
         extracted = list(
             extract_frames(gop_video, plan, ExtractOptions(max_pixels=MAX_PIXELS, policy=policy))
-        )  # type: ignore[arg-type]
+        )
         assert [f.planned.index for f in extracted] == [p.index for p in plan]
         for frame in extracted:
             assert any(abs(t - frame.timestamp) < 1e-3 for t, _ in reference), "not a real PTS"

@@ -56,7 +56,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
 
 
 def local(model: Path, **changes: Any) -> Settings:
-    fields = {
+    fields: dict[str, Any] = {
         "asr_backend": "local",
         "asr_model_path": str(model),
         "asr_chunk_seconds": 10,

@@ -70,11 +70,12 @@ class TestScenePlan:
         plan = plan_scenes(scenes, count)
         assert len(plan) == min(count, len(scenes))
         assert [p.time for p in plan] == sorted(p.time for p in plan)
-        kept = {(p.scene_start, p.scene_end) for p in plan}
+        assert all(p.scene_start is not None and p.scene_end is not None for p in plan)
+        kept = {(p.scene_start or 0.0, p.scene_end or 0.0) for p in plan}
         shortest_kept = min(e - s for s, e in kept)
         dropped = [s for s in scenes if (round(s.start, 3), round(s.end, 3)) not in kept]
         assert all(s.length <= shortest_kept + 2e-3 for s in dropped)
-        assert all(p.scene_start <= p.time <= p.scene_end for p in plan)  # type: ignore[operator]
+        assert all((p.scene_start or 0.0) <= p.time <= (p.scene_end or 0.0) for p in plan)
 
     def test_a_video_without_cuts_is_one_scene_one_frame(self) -> None:
         plan = plan_scenes([Scene(0.0, 10.0)], 60)

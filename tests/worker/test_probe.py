@@ -108,6 +108,7 @@ class TestImages:
         assert (info.width, info.height) == (160, 120)
         [frame] = extract_frames(path, [PlannedFrame(0, 0.0)], ExtractOptions(max_pixels=602112))
         image = cv2.imdecode(__import__("numpy").frombuffer(frame.jpeg, "uint8"), cv2.IMREAD_COLOR)
+        assert image is not None
         assert abs(int(image[60, 80, 1]) - 180) < 20, "the green channel survives the round trip"
 
     def test_oversized_image_is_refused_before_decoding(self, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def new_job(private_factory: Any, media_server: str) -> Callable[..., uuid.UUID]
                 requested_metadata=["tags"],
                 **fields,
             )
-            return job.id  # type: ignore[no-any-return]
+            return job.id
 
     return make
 
@@ -128,7 +128,9 @@ def test_a_killed_job_resumes_without_captioning_stored_frames_again(
     assert [f.index for f in frames] == list(range(8)), "complete and free of duplicates"
     assert len(fake_vlm.image_requests()) - sent_before == 8 - kept
     with private_factory() as session:
-        results = job_repo.get_owned_job(session, job_id, job.api_key_id).results
+        row = job_repo.get_owned_job(session, job_id, job.api_key_id)
+        assert row is not None and row.results is not None
+        results = row.results
     assert [f["index"] for f in results["frames"]] == list(range(8))
 
 
@@ -148,6 +150,7 @@ def test_small_context_lowers_the_frame_count_and_every_request_fits(
             np.frombuffer(__import__("base64").b64decode(url.split(",")[1]), np.uint8),
             cv2.IMREAD_COLOR,
         )
+        assert image is not None
         image_tokens = (image.shape[0] // 28) * (image.shape[1] // 28)
         text_tokens = len(str(request.body["messages"])) // 4 - len(url) // 4
         assert image_tokens + text_tokens + request.body["max_tokens"] <= context

@@ -162,7 +162,9 @@ def test_a_killed_worker_never_costs_a_stored_segment_again(
     assert not set(resent) & kept, "a stored segment was sent to the model again"
     assert set(resent) == set(range(8)) - kept
     with factory() as session:
-        results = job_repo.get_owned_job(session, job_id, job.api_key_id).results  # type: ignore[union-attr]
+        row = job_repo.get_owned_job(session, job_id, job.api_key_id)
+        assert row is not None and row.results is not None
+        results = row.results
     assert [s["index"] for s in results["segments"]] == list(range(8))
 
 

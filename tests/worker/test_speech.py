@@ -28,7 +28,7 @@ TOLERANCE = 0.05  # seconds: 10 ms analysis windows, AAC's own delay
 
 
 def speech_settings(server: FakeASRServer, **overrides: Any) -> Settings:
-    fields = {
+    fields: dict[str, Any] = {
         "asr_backend": "openai",
         "asr_base_url": server.base_url,
         "asr_chunk_seconds": 10,

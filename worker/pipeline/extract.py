@@ -15,7 +15,7 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -154,9 +154,9 @@ def extract_frames(
     plan: list[PlannedFrame],
     options: ExtractOptions,
     timeline: Timeline | None = None,
-) -> Iterator[ExtractedFrame]:
+) -> Generator[ExtractedFrame, None, None]:
     """Yield one ExtractedFrame per planned frame, in time order (`timeline`, from the probe,
-    saves a demux pass)."""
+    saves a demux pass). Closing the generator early stops the decoders it started."""
     try:
         timeline = timeline or read_timeline(path)
         if not timeline.times:
