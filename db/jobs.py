@@ -3,15 +3,16 @@ job is never overwritten by a late worker write."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from db import search, webhooks
-from db.models import Job, PurgedJob
+from db.models import ApiKey, Job, PurgedJob
 from db.session import rowcount
 from scenecap.core.enums import JobKind, JobStage, JobStatus, utcnow
 
@@ -26,12 +27,25 @@ def create_job(session: Session, **fields: Any) -> Job:
 
 
 def insert_job(session: Session, **fields: Any) -> uuid.UUID:
-    """Store a new PENDING job; return its id. The API's submissions use this rather than
-    create_job: an INSERT with RETURNING costs a third of the ORM's flush of a new object."""
-    table = cast(Table, Job.__table__)
-    statement = insert(table).values(**fields).returning(table.c.id)
-    job_id: uuid.UUID = session.execute(statement).scalar_one()
+    """Store a new PENDING job; return its id. `webhook_url` None: the key's default, read by
+    the INSERT itself (one round trip less). The API's submissions use this rather than
+    create_job: an INSERT with RETURNING costs a third of the ORM's flush of a new object,
+    and the statement is built once per set of fields (building it was half its cost)."""
+    statement = _insert_job(tuple(sorted(fields)))
+    job_id: uuid.UUID = session.execute(statement, fields).scalar_one()
     return job_id
+
+
+@functools.cache
+def _insert_job(names: tuple[str, ...]) -> Any:
+    table = cast(Table, Job.__table__)
+    values: dict[str, Any] = {name: bindparam(name, type_=table.c[name].type) for name in names}
+    if "webhook_url" in values:
+        default = select(ApiKey.default_webhook_url).where(
+            ApiKey.id == bindparam("api_key_id", type_=table.c.api_key_id.type)
+        )
+        values["webhook_url"] = func.coalesce(values["webhook_url"], default.scalar_subquery())
+    return insert(table).values(values).returning(table.c.id)
 
 
 def get_owned_job(

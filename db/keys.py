@@ -10,7 +10,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import ScalarSelect, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ApiKey
@@ -75,12 +75,6 @@ def find_active_key(session: Session, key_hash: str) -> ApiKey | None:
 def get_active_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
     """Return the key with this id unless it was revoked."""
     return session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
-
-
-def default_webhook_url_of(key_id: uuid.UUID) -> ScalarSelect[str | None]:
-    """Where the key's jobs report when they name no webhook URL of their own, as a subquery
-    (an INSERT reads it in the same round trip)."""
-    return select(ApiKey.default_webhook_url).where(ApiKey.id == key_id).scalar_subquery()
 
 
 def mark_used(session: Session, key_id: uuid.UUID, last_used_at: datetime | None) -> None:

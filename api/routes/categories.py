@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, InspectorDep, SessionDep, SettingsDep, StoreDep
 from api.errors import responses
@@ -17,7 +16,6 @@ from api.services import jobs as service
 from api.services.waiting import wait_for_terminal
 from api.views import job_out
 from db.models import Job
-from db.session import release_connection
 from scenecap.core import errors
 from scenecap.core.enums import JobStatus
 from scenecap.schemas import CategoriesRequest, ImageResult, JobAccepted, JobList, JobOut
@@ -68,24 +66,15 @@ async def submit(
     store: StoreDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
-    prepared = await run_in_threadpool(
-        service.prepare_job,
+    submission = await service.submit_job(
         session,
         key,
         body,
         idempotency_key=idempotency_key,
+        inspector=inspector,
+        store=store,
         settings=settings,
     )
-    if isinstance(prepared, service.Submission):
-        submission = prepared
-    else:
-        # No connection is held while the media is looked at (under load, one idling
-        # through each check emptied the pool).
-        await run_in_threadpool(release_connection, session)
-        media = await service.inspect_job(prepared, inspector)
-        submission = await run_in_threadpool(
-            service.store_job, session, key, prepared, media, store=store, settings=settings
-        )
     job_id = submission.job_id
     accepted = JobAccepted(
         job_id=job_id,

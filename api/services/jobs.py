@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller
 from api.services import quota
@@ -20,10 +21,10 @@ from api.services.media_check import InspectedMedia, MediaInspector
 from api.services.uploads import owned_upload
 from api.views import job_body, page_body
 from db import frames as frame_repo
-from db import jobs, keys, views
+from db import jobs, views
 from db.models import Job, Upload
 from db.reads import Reads
-from db.session import enqueue
+from db.session import enqueue, release_connection
 from scenecap.core.enums import JobKind, JobStatus
 from scenecap.core.errors import (
     IdempotencyConflict,
@@ -33,7 +34,7 @@ from scenecap.core.errors import (
     ModelNotAllowed,
     ValidationFailed,
 )
-from scenecap.core.media import TRANSCRIPT, MediaKind, is_upload_url, media_name
+from scenecap.core.media import TRANSCRIPT, MediaKind, is_data_uri, is_upload_url, media_name
 from scenecap.core.settings import Settings
 from scenecap.core.speech import check_speech
 from scenecap.core.tasks import PROCESS_JOB
@@ -101,6 +102,76 @@ def prepare_job(
     return Prepared(body, fingerprint, idempotency_key, upload)
 
 
+async def submit_job(
+    session: Session,
+    key: Caller,
+    body: CategoriesRequest,
+    *,
+    idempotency_key: str | None,
+    inspector: MediaInspector,
+    store: MediaStore,
+    settings: Settings,
+) -> Submission:
+    """Check, look at the media, admit and store one submission.
+
+    Media that needs the network (a URL to peek at, a webhook URL to check) is looked at on
+    the event loop with no connection held; a data: URI or an upload is looked at on the
+    request's thread, in one hop and one transaction (most of a submission's cost was the
+    hops between the event loop and the thread pool, and the second transaction)."""
+    local = body.webhook_url is None and (
+        is_data_uri(body.media_url) or is_upload_url(body.media_url)
+    )
+    if local:
+        return await run_in_threadpool(
+            _submit_here, session, key, body, idempotency_key, inspector, store, settings
+        )
+    prepared = await run_in_threadpool(
+        prepare_job, session, key, body, idempotency_key=idempotency_key, settings=settings
+    )
+    if isinstance(prepared, Submission):
+        return prepared
+    # No connection is held while the media is looked at (under load, one idling through
+    # each check emptied the pool).
+    await run_in_threadpool(release_connection, session)
+    media = await inspect_job(prepared, inspector)
+    return await run_in_threadpool(_store_now, session, key, prepared, media, store, settings)
+
+
+def _submit_here(
+    session: Session,
+    key: Caller,
+    body: CategoriesRequest,
+    idempotency_key: str | None,
+    inspector: MediaInspector,
+    store: MediaStore,
+    settings: Settings,
+) -> Submission:
+    prepared = prepare_job(session, key, body, idempotency_key=idempotency_key, settings=settings)
+    if isinstance(prepared, Submission):
+        return prepared
+    if prepared.upload is not None:
+        media = InspectedMedia.of_upload(prepared.upload)
+    else:
+        media = inspector.inspect_data(body.media_url)
+    return _store_now(session, key, prepared, media, store, settings)
+
+
+def _store_now(
+    session: Session,
+    key: Caller,
+    prepared: Prepared,
+    media: InspectedMedia,
+    store: MediaStore,
+    settings: Settings,
+) -> Submission:
+    """store_job, committed on this thread at once: the key's lock (its limits' checks) is
+    held for the statements that need it, not until the request's session ends a thread hop
+    later (submissions of one key queue on that lock)."""
+    submission = store_job(session, key, prepared, media, store=store, settings=settings)
+    release_connection(session)
+    return submission
+
+
 async def inspect_job(prepared: Prepared, inspector: MediaInspector) -> InspectedMedia:
     """Look at the submitted media (a coroutine: no thread waits on a slow server)."""
     if prepared.body.webhook_url is not None:
@@ -150,8 +221,7 @@ def store_job(
         "max_total_tokens": body.max_total_tokens,
         "tokens_reserved": reserved,
         "media_sha256": upload.sha256 if upload else None,  # hashed as it arrived
-        # The key's default is read by the INSERT itself (one round trip less).
-        "webhook_url": body.webhook_url or keys.default_webhook_url_of(key.id),
+        "webhook_url": body.webhook_url,  # None: the key's default
         "job_tag": body.job_tag,
         "idempotency_key": prepared.idempotency_key,
         "request_hash": prepared.fingerprint,

@@ -56,12 +56,7 @@ class MediaInspector:
     async def inspect(self, media_url: str) -> InspectedMedia:
         """Return the media's kind, or raise the 4xx error that explains why not."""
         if is_data_uri(media_url):
-            data = await asyncio.to_thread(
-                decode_data_uri, media_url, max_bytes=self.settings.max_media_bytes
-            )
-            sniffed = sniff_media(data[:SNIFF_BYTES])
-            display = f"data:{sniffed.mime};base64,...({len(data)} bytes)"
-            return InspectedMedia(sniffed.kind, sniffed.mime, data, display)
+            return await asyncio.to_thread(self.inspect_data, media_url)
         seconds = self.settings.url_check_seconds
         try:
             async with asyncio.timeout(seconds), self._places:  # one deadline for both
@@ -72,6 +67,13 @@ class MediaInspector:
             ) from None
         sniffed = sniff_media(head)
         return InspectedMedia(sniffed.kind, sniffed.mime, None, media_url)
+
+    def inspect_data(self, media_url: str) -> InspectedMedia:
+        """A data: URI's media (decoded and sniffed here: no network)."""
+        data = decode_data_uri(media_url, max_bytes=self.settings.max_media_bytes)
+        sniffed = sniff_media(data[:SNIFF_BYTES])
+        display = f"data:{sniffed.mime};base64,...({len(data)} bytes)"
+        return InspectedMedia(sniffed.kind, sniffed.mime, data, display)
 
     def check_webhook_url(self, url: str) -> None:
         """Apply the SSRF policy to a webhook URL (it is checked again at delivery)."""

@@ -26,8 +26,10 @@ def admit(
 ) -> int | None:
     """Lock the key, check its limits for one more job of `kind` costing at least
     `estimate` tokens; return what the job reserves (None: the key has no quota)."""
-    now = spend.standing(session, key.id)
     most = settings.max_active_jobs_per_key
+    if key.tokens_per_day is None and not (kind == JobKind.CATEGORIES and most):
+        return None  # nothing to count: submissions of the key need not queue on its lock
+    now = spend.standing(session, key.id)
     if kind == JobKind.CATEGORIES and most and now.active >= most:
         raise TooManyActiveJobs(
             f"this key already has {most} jobs pending or running; wait for some to end",
