@@ -100,6 +100,15 @@ def release_connection(session: Session) -> None:
     session.commit()
 
 
+def commit_now(session: Session) -> None:
+    """Commit now, so the transaction's locks go at once, but leave what was enqueued to be
+    sent when the unit of work ends (its last commit, an empty one, sends it): a broker
+    outage then reaches the caller from there, as it would have without this commit."""
+    messages = session.info.pop(_OUTBOX, [])
+    session.commit()
+    session.info[_OUTBOX] = messages
+
+
 @event.listens_for(Session, "after_commit")
 def _send_outbox(session: Session) -> None:
     messages: list[Message] = session.info.pop(_OUTBOX, [])

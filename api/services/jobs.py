@@ -24,7 +24,7 @@ from db import frames as frame_repo
 from db import jobs, views
 from db.models import Job, Upload
 from db.reads import Reads
-from db.session import enqueue, release_connection
+from db.session import commit_now, enqueue, release_connection
 from scenecap.core.enums import JobKind, JobStatus
 from scenecap.core.errors import (
     IdempotencyConflict,
@@ -168,7 +168,7 @@ def _store_now(
     held for the statements that need it, not until the request's session ends a thread hop
     later (submissions of one key queue on that lock)."""
     submission = store_job(session, key, prepared, media, store=store, settings=settings)
-    release_connection(session)
+    commit_now(session)
     return submission
 
 
