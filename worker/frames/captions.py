@@ -14,7 +14,7 @@ from db.spend import Spent
 from scenecap.core.enums import JobStage
 from scenecap.store import paths
 from worker.job.budget import Spend
-from worker.job.captions import CaptionLoop
+from worker.job.captions import CaptionLoop, answer_columns
 from worker.job.progress import ProgressReporter
 from worker.pipeline.extract import ExtractedFrame
 from worker.runtime import Runtime
@@ -86,14 +86,8 @@ def _store_frame(
             planned_timestamp=frame.planned.time,
             scene_start=frame.planned.scene_start,
             scene_end=frame.planned.scene_end,
-            caption=answer.caption,
             frame_metadata=answer.metadata,
-            parsed=answer.parsed,
-            details=answer.details or None,
-            prompt_tokens=answer.usage.prompt_tokens,
-            completion_tokens=answer.usage.completion_tokens,
-            vision_seconds=seconds,
-            vision_retries=answer.retries,
+            **answer_columns(answer, seconds),
         )
     if not stored:
         rt.store.delete_prefix(thumbnail)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from scenecap.core.errors import JobCancelled
 from worker.job.budget import Spend
@@ -75,3 +76,17 @@ class CaptionLoop:
     def raise_if_stopped(self) -> None:
         if self._stopped:
             raise next((e for e in self._stopped if isinstance(e, JobCancelled)), self._stopped[0])
+
+
+def answer_columns(answer: FrameCaption, seconds: float) -> dict[str, Any]:
+    """What a stored frame or segment keeps of its answer (but its metadata, whose column
+    each names its own)."""
+    return {
+        "caption": answer.caption,
+        "parsed": answer.parsed,
+        "details": answer.details or None,
+        "prompt_tokens": answer.usage.prompt_tokens,
+        "completion_tokens": answer.usage.completion_tokens,
+        "vision_seconds": seconds,
+        "vision_retries": answer.retries,
+    }

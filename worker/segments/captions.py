@@ -26,7 +26,7 @@ from scenecap.core.errors import MediaUnreadable
 from scenecap.core.media import MAX_FRAMES_PER_SEGMENT
 from scenecap.store import paths
 from worker.job.budget import Spend, frames_that_fit, segment_cost, summary_cost
-from worker.job.captions import CaptionLoop
+from worker.job.captions import CaptionLoop, answer_columns
 from worker.job.progress import ProgressReporter
 from worker.job.spec import JobSpec
 from worker.pipeline.extract import FRAMES, ExtractedFrame, ExtractOptions, extract_frames
@@ -197,14 +197,8 @@ def _store(
                 job_id,
                 segment.index,
                 frame_times=[f.timestamp for f in answered.frames],
-                caption=answer.caption,
                 segment_metadata=answer.metadata,
-                parsed=answer.parsed,
-                details=answer.details or None,
-                prompt_tokens=answer.usage.prompt_tokens,
-                completion_tokens=answer.usage.completion_tokens,
-                vision_seconds=answered.seconds,
-                vision_retries=answer.retries,
+                **answer_columns(answer, answered.seconds),
             )
         gone = not fresh and not jobs.exists(session, job_id)
         share = segment_stored(session, job_id, rt) if fresh else None

@@ -21,7 +21,7 @@ from worker.speech.transcribe import joined, speech_backend, transcribe_chunk
 from worker.speech.transcript import ChunkSpan, Transcript
 
 
-def detect_chunk(
+def run_chunk(
     spec: JobSpec,
     item: ItemSpec,
     media: Path,
@@ -29,27 +29,28 @@ def detect_chunk(
     rt: Runtime,
     progress: ProgressReporter,
 ) -> None:
-    """Score one chunk's frames for scene detection."""
-    progress.stage(JobStage.DETECTING_SCENES)
+    """Score one stretch's frames for scene detection, or transcribe one stretch of the
+    sound; hand the result to the flow."""
+    if item.kind == ItemKind.SCENES:
+        progress.stage(JobStage.DETECTING_SCENES)
+        result = _scores(item, media, duration, rt)
+    else:
+        progress.stage(JobStage.TRANSCRIBING)
+        result = _transcribed(item, media, rt)
+    chunk_done(spec, item, result, duration, rt, progress)
+
+
+def _scores(item: ItemSpec, media: Path, duration: float, rt: Runtime) -> bytes:
     last = item.end is None or item.end >= duration
     scores = run_sandboxed(
         lambda _send: score_frames(media, item.start or 0.0, None if last else item.end),
         SandboxLimits.of(rt.settings),
         codec=FRAME_SCORES,
     )
-    chunk_done(spec, item, FRAME_SCORES.pack(scores), duration, rt, progress)
+    return FRAME_SCORES.pack(scores)
 
 
-def transcribe_part(
-    spec: JobSpec,
-    item: ItemSpec,
-    media: Path,
-    duration: float,
-    rt: Runtime,
-    progress: ProgressReporter,
-) -> None:
-    """Transcribe one chunk of the sound."""
-    progress.stage(JobStage.TRANSCRIBING)
+def _transcribed(item: ItemSpec, media: Path, rt: Runtime) -> bytes:
     span = ChunkSpan(item.first, item.start or 0.0, math.inf if item.end is None else item.end)
 
     async def transcribed() -> Transcript:
@@ -59,8 +60,7 @@ def transcribe_part(
         finally:
             await client.aclose()
 
-    part = rt.run(transcribed())
-    chunk_done(spec, item, json.dumps(part.dumped()).encode(), duration, rt, progress)
+    return json.dumps(rt.run(transcribed()).dumped()).encode()
 
 
 def stored_transcript(rt: Runtime, job_id: uuid.UUID) -> Transcript:

@@ -21,7 +21,7 @@ from worker.pipeline.fetch import stored_media
 from worker.pipeline.probe import MEDIA_INFO, MediaInfo
 from worker.runtime import Runtime
 from worker.segments.captions import caption_batch
-from worker.segments.chunks import detect_chunk, transcribe_part
+from worker.segments.chunks import run_chunk
 from worker.segments.summary import summarise
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,8 @@ def _run(
             spec.id, spec.media_url, rt.store, rt.media_cache, local_files=rt.local_files
         )
         duration = float(media_info.get("duration") or 0.0)
-        if item.kind == ItemKind.SCENES:
-            detect_chunk(spec, item, media, duration, rt, progress)
-        elif item.kind == ItemKind.SPEECH:
-            transcribe_part(spec, item, media, duration, rt, progress)
+        if item.kind in (ItemKind.SCENES, ItemKind.SPEECH):
+            run_chunk(spec, item, media, duration, rt, progress)
         else:
             timeline = probed(rt.store, spec.id).timeline
             caption_batch(spec, item.first, item.last, media, timeline, rt, progress)
