@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from scenecap.cli.sample import PALETTE
-from worker.vision.base import CaptionRequest, FrameImage
-from worker.vision.local import LocalBackend
+from worker.vision.base import CaptionedSegment, CaptionRequest, FrameImage, SegmentFrames
+from worker.vision.local import LocalBackend, chapters_by_labels
 from worker.vision.measure import colour_name
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def jpeg_of(image: np.ndarray) -> FrameImage:
@@ -87,3 +90,41 @@ def test_a_frame_smaller_than_the_people_detector_is_measured_not_a_crash(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip() == "0"
+
+
+# A photographed face OpenCV's Haar cascade finds (scikit-image's astronaut.png, a NASA
+# photograph in the public domain, downscaled to 320 x 320): drawn faces are never found.
+FACE = ROOT / "tests" / "support" / "data" / "astronaut-320.jpg"
+
+
+def segment_of(images: list[np.ndarray]) -> SegmentFrames:
+    frames = [
+        FrameImage(n, 1.0 + 2 * n, jpeg_of(image).jpeg, image.shape[1], image.shape[0])
+        for n, image in enumerate(images)
+    ]
+    return SegmentFrames(0, 0.0, 2.0 * len(images), frames)
+
+
+def captioned(segment: SegmentFrames) -> CaptionedSegment:
+    request = CaptionRequest(("participants", "scene", "tags"))
+    answer = asyncio.run(LocalBackend().caption_segment(segment, request))
+    return CaptionedSegment(
+        segment.index, segment.start, segment.end, answer.caption, answer.metadata, answer.details
+    )
+
+
+@pytest.mark.parametrize("faces_at", [[1], [0], [3], []])
+def test_a_segment_caption_and_its_chapter_agree_on_who_is_there(faces_at: list[int]) -> None:
+    """A segment whose middle frame shows no one but another frame shows a face is not
+    captioned "no people detected" while its labels, and so its chapter, say there are."""
+    face = cv2.imread(str(FACE))
+    assert face is not None
+    plain = np.full(face.shape, PALETTE["blue"], np.uint8)
+    segment = captioned(segment_of([face if n in faces_at else plain for n in range(4)]))
+    [chapter] = chapters_by_labels([segment])
+    seen = [frame["faces"] for frame in segment.details["frames"]]
+    assert [n for n, count in enumerate(seen) if count] == faces_at, "the face is found"
+    someone = bool(faces_at)
+    assert bool(segment.metadata["participants"]) is someone
+    assert ("no people" not in segment.caption) is someone, segment.caption
+    assert ("with people" in chapter.summary) is someone, chapter.summary

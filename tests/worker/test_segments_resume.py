@@ -196,3 +196,25 @@ def test_media_that_breaks_the_decoder_fails_the_job_with_its_code(
     with factory() as session:
         items = work.items_of(session, job_id, work.ItemKind.SEGMENTS)
     assert all(item.attempts <= 1 for item in items), "a broken segment must not loop"
+
+
+@pytest.mark.parametrize(
+    ("fields", "waits_for"),
+    [({}, "captioning"), ({"use_scenes": True}, "detecting_scenes")],
+)
+def test_a_handed_over_job_shows_the_stage_it_waits_for(
+    private: tuple[Settings, Any], media_server: str, fields: dict[str, Any], waits_for: str
+) -> None:
+    """Once its own task has planned the work and queued it, the job shows what its work
+    items will do, not the download it finished, while no worker has taken them yet."""
+    settings, factory = private
+    redis.Redis.from_url(BROKER).flushdb()
+    job_id = submit(private, f"{media_server}/long.mp4", segment_seconds=10.0, **fields)
+    code = f"from worker.tasks import process_job; process_job({str(job_id)!r})"
+    subprocess.run([sys.executable, "-c", code], env=settings_env(settings), cwd=ROOT, check=True)
+    job = job_row(factory, job_id)
+    assert (job.status, job.stage) == ("PROCESSING", waits_for)
+    with factory() as session:
+        queued = work.items_of(session, job_id, work.ItemKind.SEGMENTS)
+        queued += work.items_of(session, job_id, work.ItemKind.SCENES)
+    assert queued and all(item.attempts == 0 for item in queued), "nothing has taken them"
