@@ -66,10 +66,11 @@ bench-store: install services ## a 1 GB upload through the API into a local fold
 bench-abuse: install services ## tenancy bounds: 1,000 event streams vs an authenticated GET, 10x30 MB bodies' RSS, a small key's search among 600,000 passages, the ledger's share of a submit and a frame
 	$(BIN)/python -m bench.abuse $(BENCH_ARGS)
 
-bench-api: install services ## wrk against one API process, then two: GET job, list, POST, vs /healthz
+bench-api: install services ## wrk against one API process, then two, then one on SQLite: GET job, list, POST, vs /healthz
 	scripts/ensure-tools.sh wrk
 	$(BIN)/python -m bench.api --workers 1
 	$(BIN)/python -m bench.api --workers 2
+	$(BIN)/python -m bench.api --workers 1 --sqlite
 
 constraints: ## re-resolve constraints.txt from pyproject.toml (newest allowed versions), then run make test
 	rm -rf .venv-constraints

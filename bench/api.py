@@ -9,6 +9,8 @@ for 10 s per endpoint, each in the same run:
 - GET /v2/media/categories: the list (20 jobs);
 - POST /v2/media/categories with a 36 KB data: video (stored, queued, never processed).
 
+`--sqlite` runs it all on SQLite, as `scenecap api` runs with no DATABASE_URL.
+
 Each row prints requests/s, p50 and p99 latency, and its throughput as a share of /healthz
 (absolute figures drift on a shared machine; ratios measured together hold).
 """
@@ -60,15 +62,16 @@ class Row:
     errors: int
 
 
-def prepare() -> tuple[str, str, str]:
+def prepare(database: str = DATABASE) -> tuple[str, str, str]:
     """A fresh database with a key, 40 jobs and one completed 24-frame job; returns
     (key, the job's id, a POST body with a 36 KB data: video)."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
-        connection.execute("DROP DATABASE IF EXISTS scenecap_bench_api WITH (FORCE)")
-        connection.execute("CREATE DATABASE scenecap_bench_api")
+    if database == DATABASE:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as connection:
+            connection.execute("DROP DATABASE IF EXISTS scenecap_bench_api WITH (FORCE)")
+            connection.execute("CREATE DATABASE scenecap_bench_api")
     redis.Redis.from_url(BROKER).flushdb()
-    upgrade(DATABASE)
-    engine = make_engine(DATABASE)
+    upgrade(database)
+    engine = make_engine(database)
     with make_session_factory(engine).begin() as session:
         key, plaintext = create_key(session, "bench")
         for _ in range(40):
@@ -209,10 +212,10 @@ def lua(key: str, body: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(workers: int, log_level: str | None = None) -> list[Row]:
-    key, job_id, body = prepare()
+def run(workers: int, log_level: str | None = None, database: str = DATABASE) -> list[Row]:
+    key, job_id, body = prepare(database)
     extra = {"SCENECAP_LOG_LEVEL": log_level} if log_level else None
-    with api(workers, extra=extra) as url:
+    with api(workers, database, extra) as url:
         wrk(f"{url}/v2/media/categories/{job_id}", lua(key), seconds=2)  # warm the pools
         rows = [
             ("GET /healthz", wrk(f"{url}/healthz")),
@@ -229,16 +232,24 @@ def main() -> None:
     parser.add_argument(
         "--log-level", default=None, help="LOG_LEVEL for the API (default: as shipped, INFO)"
     )
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="on SQLite, as `scenecap api` runs with no DATABASE_URL (default: PostgreSQL)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit(
             "wrk is not installed: run scripts/ensure-services.sh --bench (make bench-api does)"
         )
     (ROOT / "bench" / ".cache").mkdir(exist_ok=True)
-    rows = run(args.workers, args.log_level)
+    folder = tempfile.mkdtemp(prefix="scenecap-bench-api-")
+    database = f"sqlite:///{folder}/bench.db" if args.sqlite else DATABASE
+    rows = run(args.workers, args.log_level, database)
     floor = rows[0].per_second
     logs = f"LOG_LEVEL={args.log_level}" if args.log_level else "access logs on (as shipped)"
-    print(f"\nscenecap api --workers {args.workers}, {logs}; wrk -c {CONNECTIONS} -d {SECONDS}s\n")
+    on = "SQLite" if args.sqlite else "PostgreSQL"
+    print(f"\nscenecap api --workers {args.workers} on {on}, {logs}; wrk -c {CONNECTIONS}\n")
     print("| endpoint | req/s | p50 | p99 | share of /healthz | non-2xx/errors |")
     print("| --- | --- | --- | --- | --- | --- |")
     for row in rows:
