@@ -116,15 +116,30 @@ async def submit_job(
 
     Media that needs the network (a URL to peek at, a webhook URL to check) is looked at on
     the event loop with no connection held; a data: URI or an upload is looked at on the
-    request's thread, in one hop and one transaction (most of a submission's cost was the
-    hops between the event loop and the thread pool, and the second transaction)."""
-    local = body.webhook_url is None and (
-        is_data_uri(body.media_url) or is_upload_url(body.media_url)
-    )
-    if local:
-        return await run_in_threadpool(
-            _submit_here, session, key, body, idempotency_key, inspector, store, settings
+    request's thread, in one hop and one transaction (two hops and a transaction fewer)."""
+
+    def stored(prepared: Prepared, media: InspectedMedia) -> Submission:
+        # Committed on this thread at once: the key's lock (its limits' checks) is held for
+        # the statements that need it, not until the request's session ends a thread hop
+        # later (submissions of one key queue on that lock).
+        submission = store_job(session, key, prepared, media, store=store, settings=settings)
+        commit_now(session)
+        return submission
+
+    def here() -> Submission:
+        prepared = prepare_job(
+            session, key, body, idempotency_key=idempotency_key, settings=settings
         )
+        if isinstance(prepared, Submission):
+            return prepared
+        if prepared.upload is not None:
+            media = InspectedMedia.of_upload(prepared.upload)
+        else:
+            media = inspector.inspect_data(body.media_url)
+        return stored(prepared, media)
+
+    if body.webhook_url is None and (is_data_uri(body.media_url) or is_upload_url(body.media_url)):
+        return await run_in_threadpool(here)
     prepared = await run_in_threadpool(
         prepare_job, session, key, body, idempotency_key=idempotency_key, settings=settings
     )
@@ -134,42 +149,7 @@ async def submit_job(
     # each check emptied the pool).
     await run_in_threadpool(release_connection, session)
     media = await inspect_job(prepared, inspector)
-    return await run_in_threadpool(_store_now, session, key, prepared, media, store, settings)
-
-
-def _submit_here(
-    session: Session,
-    key: Caller,
-    body: CategoriesRequest,
-    idempotency_key: str | None,
-    inspector: MediaInspector,
-    store: MediaStore,
-    settings: Settings,
-) -> Submission:
-    prepared = prepare_job(session, key, body, idempotency_key=idempotency_key, settings=settings)
-    if isinstance(prepared, Submission):
-        return prepared
-    if prepared.upload is not None:
-        media = InspectedMedia.of_upload(prepared.upload)
-    else:
-        media = inspector.inspect_data(body.media_url)
-    return _store_now(session, key, prepared, media, store, settings)
-
-
-def _store_now(
-    session: Session,
-    key: Caller,
-    prepared: Prepared,
-    media: InspectedMedia,
-    store: MediaStore,
-    settings: Settings,
-) -> Submission:
-    """store_job, committed on this thread at once: the key's lock (its limits' checks) is
-    held for the statements that need it, not until the request's session ends a thread hop
-    later (submissions of one key queue on that lock)."""
-    submission = store_job(session, key, prepared, media, store=store, settings=settings)
-    commit_now(session)
-    return submission
+    return await run_in_threadpool(stored, prepared, media)
 
 
 async def inspect_job(prepared: Prepared, inspector: MediaInspector) -> InspectedMedia:
@@ -190,8 +170,8 @@ def store_job(
     store: MediaStore,
     settings: Settings,
 ) -> Submission:
-    """Admit the job under the key's limits (its lock, held until the request commits) and
-    store it PENDING; it is queued when the transaction commits."""
+    """Admit the job under the key's limits (its lock, if it has any, held until the
+    transaction commits) and store it PENDING; it is queued when the transaction commits."""
     body, upload = prepared.body, prepared.upload
     heard = TRANSCRIPT in body.metadata
     # The least it costs: its worker reserves its plan's estimate once the media is probed.
