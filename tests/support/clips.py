@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
 from fractions import Fraction
@@ -207,3 +208,17 @@ def voiced_clip(
         spoken.append((start, start + len(voice) / 44100, text))
     flat_clip_with_sound(path, seconds, samples, "blue", fps)
     return spoken
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(heard: list[str], said: list[str]) -> float:
+    """Word-level edit distance over the words said (substitutions, insertions, deletions)."""
+    row = list(range(len(heard) + 1))
+    for i, word in enumerate(said, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(heard, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1] / max(1, len(said))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from scenecap.core.settings import Settings
 from tests.api.test_categories import assert_error
 from tests.conftest import app_client
 from tests.scenecap.test_cli_tools import clean_env, run
-from tests.support.clips import voiced_clip
+from tests.support.clips import voiced_clip, word_error_rate, words
 from worker.speech.transcribe import transcribe
 
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
@@ -63,20 +62,6 @@ def local(model: Path, **changes: Any) -> Settings:
         "asr_threads": 2,
     }
     return Settings(**(fields | changes))
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def word_error_rate(heard: list[str], said: list[str]) -> float:
-    """Word-level edit distance over the words said (substitutions, insertions, deletions)."""
-    row = list(range(len(heard) + 1))
-    for i, word in enumerate(said, 1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(heard, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1] / max(1, len(said))
 
 
 class TestLocalWhisper:

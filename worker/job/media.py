@@ -22,12 +22,12 @@ def prepare(
 ) -> Media | Reused:
     """The job's media as a file in `directory` and what it is; or, when an earlier job of
     the key had the same media and plan, what that job found (the media is then not probed)."""
-    path, sha256 = fetch(spec, rt, progress, directory)
+    path, sha256 = _fetch(spec, rt, progress, directory)
     earlier = reused(spec, path, rt, sha256)
-    return earlier if earlier is not None else probe(spec, rt, progress, path)
+    return earlier if earlier is not None else _probe(spec, rt, progress, path)
 
 
-def fetch(
+def _fetch(
     spec: JobSpec, rt: Runtime, progress: ProgressReporter, directory: Path
 ) -> tuple[Path, str | None]:
     """Stage `downloading`: the media as a local file (fetched once into the store), and its
@@ -49,7 +49,7 @@ def fetch(
     return path, sha256
 
 
-def probe(spec: JobSpec, rt: Runtime, progress: ProgressReporter, path: Path) -> Media:
+def _probe(spec: JobSpec, rt: Runtime, progress: ProgressReporter, path: Path) -> Media:
     """The end of stage `downloading`: what the file is (sniffed, then probed in the sandbox)."""
     settings = rt.settings
     with path.open("rb") as media:
