@@ -8,6 +8,7 @@ from typing import Any
 
 from scenecap.core.errors import ValidationFailed
 from scenecap.core.media import METADATA_TYPES, TRANSCRIPT
+from scenecap.schemas import CategoriesRequest
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:
@@ -16,28 +17,32 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scene-threshold",
-        type=_within(0, 255, float, low_open=True),
+        type=_bounded("scene_threshold", float),
         metavar="T",
         help="with --scenes: the detector's threshold (ContentDetector: 27 by default)",
     )
     parser.add_argument(
         "--min-scene-seconds",
-        type=_within(0, 60, float),
+        type=_bounded("min_scene_seconds", float),
         metavar="SECONDS",
-        help="with --scenes: the shortest scene cut (0-60, default 0.5)",
+        help=f"with --scenes: the shortest scene cut ({_span('min_scene_seconds')}, default 0.5)",
     )
-    parser.add_argument("--max-frames", type=_within(1, 60, int), metavar="1-60")
+    parser.add_argument(
+        "--max-frames", type=_bounded("max_frames", int), metavar=_span("max_frames")
+    )
     parser.add_argument(
         "--segments",
-        type=_within(2, 600, float),
+        type=_bounded("segment_seconds", float),
         metavar="SECONDS",
-        help="segment mode: caption every stretch of SECONDS (2-600) with several frames",
+        help=f"segment mode: caption every stretch of SECONDS ({_span('segment_seconds')}) "
+        "with several frames",
     )
     parser.add_argument(
         "--frames-per-segment",
-        type=_within(1, 16, int),
-        metavar="1-16",
-        help="with --segments: frames in each segment's request (default 4)",
+        type=_bounded("frames_per_segment", int),
+        metavar=_span("frames_per_segment"),
+        help="with --segments: frames in each segment's request "
+        f"(default {_default('frames_per_segment')})",
     )
     parser.add_argument(
         "--transcript",
@@ -53,10 +58,28 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the job as JSON")
 
 
-def _within(
-    low: float, high: float, kind: type[int] | type[float], *, low_open: bool = False
-) -> Callable[[str], Any]:
-    """An argparse type: a number of `kind` from low to high (its message, not 60 choices)."""
+def _limits(field: str) -> tuple[float, float, bool]:
+    """A request field's bounds as its schema declares them: low, high, and whether low is
+    itself refused (the options check what the API would, before anything is sent)."""
+    found = {type(rule).__name__: rule for rule in CategoriesRequest.model_fields[field].metadata}
+    if "Gt" in found:
+        return found["Gt"].gt, found["Le"].le, True
+    return found["Ge"].ge, found["Le"].le, False
+
+
+def _span(field: str) -> str:
+    low, high, _open = _limits(field)
+    return f"{low:g}-{high:g}"
+
+
+def _default(field: str) -> Any:
+    return CategoriesRequest.model_fields[field].default
+
+
+def _bounded(field: str, kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` within the field's bounds (its message, not 60
+    choices)."""
+    low, high, low_open = _limits(field)
 
     def parse(value: str) -> Any:
         try:
@@ -83,7 +106,10 @@ def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     for value, wrong, why in ignored:
         if value is not None and wrong:
             raise ValidationFailed(why)
-    fields: dict[str, Any] = {"use_scenes": args.scenes, "max_frames": args.max_frames or 60}
+    fields: dict[str, Any] = {
+        "use_scenes": args.scenes,
+        "max_frames": args.max_frames or _default("max_frames"),
+    }
     if args.scene_threshold is not None:
         fields["scene_threshold"] = args.scene_threshold
     if args.min_scene_seconds is not None:
@@ -95,6 +121,6 @@ def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     if args.segments is not None:
         fields |= {
             "segment_seconds": args.segments,
-            "frames_per_segment": args.frames_per_segment or 4,
+            "frames_per_segment": args.frames_per_segment or _default("frames_per_segment"),
         }
     return fields
