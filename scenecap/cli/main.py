@@ -314,40 +314,19 @@ def _submit(args: argparse.Namespace) -> int:
     return run_submit(args)
 
 
-def _search(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_search
+def _query(args: argparse.Namespace) -> int:
+    """The commands that read a running service's jobs (scenecap/cli/query.py)."""
+    from scenecap.cli import query
 
-    return run_search(args)
-
-
-def _ask(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_ask
-
-    return run_ask(args)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_export
-
-    return run_export(args)
-
-
-def _get(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_get
-
-    return run_get(args)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_report
-
-    return run_report(args)
-
-
-def _list(args: argparse.Namespace) -> int:
-    from scenecap.cli.query import run_list
-
-    return run_list(args)
+    commands = {
+        "search": query.run_search,
+        "ask": query.run_ask,
+        "export": query.run_export,
+        "get": query.run_get,
+        "report": query.run_report,
+        "list": query.run_list,
+    }
+    return commands[args.command](args)
 
 
 # Each command imports what it needs when it runs: `scenecap submit` never loads the worker.
@@ -364,12 +343,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keys revoke": _keys_revoke,
     "analyze": _analyze,
     "submit": _submit,
-    "search": _search,
-    "ask": _ask,
-    "export": _export,
-    "get": _get,
-    "list": _list,
-    "report": _report,
+    **dict.fromkeys(("search", "ask", "export", "get", "list", "report"), _query),
 }
 
 
