@@ -243,8 +243,9 @@ def main() -> None:
             "wrk is not installed: run scripts/ensure-services.sh --bench (make bench-api does)"
         )
     (ROOT / "bench" / ".cache").mkdir(exist_ok=True)
-    folder = tempfile.mkdtemp(prefix="scenecap-bench-api-")
-    database = f"sqlite:///{folder}/bench.db" if args.sqlite else DATABASE
+    database = DATABASE
+    if args.sqlite:
+        database = f"sqlite:///{tempfile.mkdtemp(prefix='scenecap-bench-api-')}/bench.db"
     rows = run(args.workers, args.log_level, database)
     floor = rows[0].per_second
     logs = f"LOG_LEVEL={args.log_level}" if args.log_level else "access logs on (as shipped)"

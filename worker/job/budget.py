@@ -124,6 +124,17 @@ def frames_that_fit(
     )
 
 
+def request_shape(spec: JobSpec, settings: Settings) -> tuple[int, int]:
+    """How many frames each of the job's segment requests carries, and their pixels: its
+    frames_per_segment, within what a request may hold (VLM_MAX_IMAGES_PER_REQUEST, or less
+    once the model's server said so) and what the context fits."""
+    cap = min(
+        spec.image_cap or settings.vlm_max_images_per_request, settings.vlm_max_images_per_request
+    )
+    wanted = min(spec.frames_per_segment, cap)
+    return frames_that_fit(settings, spec.metadata_types, wanted, heard=spec.wants_transcript)
+
+
 def segment_cost(
     settings: Settings, metadata_types: tuple[str, ...], frames: int, pixels: int, *, heard: bool
 ) -> int:

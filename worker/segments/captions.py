@@ -25,7 +25,7 @@ from scenecap.core.enums import JobStage
 from scenecap.core.errors import MediaUnreadable
 from scenecap.core.media import MAX_FRAMES_PER_SEGMENT
 from scenecap.store import paths
-from worker.job.budget import Spend, frames_that_fit, segment_cost, summary_cost
+from worker.job.budget import Spend, request_shape, segment_cost, summary_cost
 from worker.job.captions import CaptionLoop, answer_columns
 from worker.job.progress import ProgressReporter
 from worker.job.spec import JobSpec
@@ -61,13 +61,7 @@ def caption_batch(
     if not todo:
         return
     settings = rt.settings
-    cap = min(
-        spec.image_cap or settings.vlm_max_images_per_request, settings.vlm_max_images_per_request
-    )
-    wanted = min(spec.frames_per_segment, cap)
-    count, pixels = frames_that_fit(
-        settings, spec.metadata_types, wanted, heard=spec.wants_transcript
-    )
+    count, pixels = request_shape(spec, settings)
     transcript = stored_transcript(rt, spec.id) if spec.wants_transcript else None
     heard = {s.index: transcript.heard(s.start, s.end) if transcript else "" for s in todo}
     planned = [

@@ -11,7 +11,7 @@ from db.work import ItemKind
 from scenecap.core.errors import BudgetTooSmall
 from scenecap.core.settings import Settings
 from worker.job.budget import (
-    frames_that_fit,
+    request_shape,
     reserved_spec,
     segment_cost,
     segments_within,
@@ -61,16 +61,10 @@ def _plan_within(
     )
 
 
-def _request_shape(spec: JobSpec, settings: Settings) -> tuple[int, int]:
-    """How many frames each segment's request carries, and their pixels."""
-    wanted = min(spec.frames_per_segment, settings.vlm_max_images_per_request)
-    return frames_that_fit(settings, spec.metadata_types, wanted, heard=spec.wants_transcript)
-
-
 def _plan_cost(spec: JobSpec, settings: Settings, segments: int) -> int:
     """The most `segments` segments and their summary cost, by our estimates."""
     heard = spec.wants_transcript
-    count, pixels = _request_shape(spec, settings)
+    count, pixels = request_shape(spec, settings)
     each = segment_cost(settings, spec.metadata_types, count, pixels, heard=heard)
     return segments * each + sum(summary_cost(settings, segments, heard=heard))
 
@@ -80,7 +74,7 @@ def _most_segments(spec: JobSpec, settings: Settings, cap: int | None) -> int:
     MAX_SEGMENTS)."""
     if cap is None:
         return settings.max_segments
-    count, pixels = _request_shape(spec, settings)
+    count, pixels = request_shape(spec, settings)
     most = segments_within(
         settings, cap, spec.metadata_types, count, pixels, heard=spec.wants_transcript
     )
